@@ -1,0 +1,91 @@
+import AsyncHTTPClient
+import EaselBlobs
+import EaselCore
+import EaselStore
+import Foundation
+import Logging
+import NIOCore
+
+/// Everything long-lived, created in one place from the configuration. The server and the
+/// command line commands both start from here.
+public struct AppServices: Sendable {
+    public let config: EaselConfig
+    public let secretKey: String
+    public let database: AppDatabase
+    public let blobs: any BlobStore
+    public let blobURLSigner: BlobURLSigner
+    public let backups: BackupService
+    public let scheduler: Scheduler
+    public let httpClient: HTTPClient
+    public let logger: Logger
+
+    /// Opens the data folder, the database (migrating it) and the blob store.
+    public static func start(config: EaselConfig, logger: Logger) async throws -> AppServices {
+        let fileManager = FileManager.default
+        try fileManager.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
+        try fileManager.createDirectory(at: config.workDirectory, withIntermediateDirectories: true)
+        let secretKey = try config.secretKey ?? SecretKeyFile.loadOrCreate(at: config.secretKeyPath)
+
+        let database = try AppDatabase.open(path: config.databasePath.path)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.httpClientConfiguration())
+        let signer = BlobURLSigner(baseURL: config.publicURL, secret: Data(secretKey.utf8))
+        let blobs: any BlobStore
+        do {
+            blobs = try Self.makeBlobStore(config: config, signer: signer, httpClient: httpClient, logger: logger)
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+        let backups = BackupService(
+            database: database, blobs: blobs, workFolder: config.workDirectory, keep: config.backupKeep,
+            logger: logger.with(label: "easel.backup")
+        )
+        var jobs = [MaintenanceJobs.databaseUpkeep(database: database)]
+        if let interval = config.backupInterval {
+            jobs.append(MaintenanceJobs.backup(service: backups, interval: interval))
+        }
+        let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
+        return AppServices(
+            config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
+            backups: backups, scheduler: scheduler, httpClient: httpClient, logger: logger
+        )
+    }
+
+    /// Releases connections; the database closes when the last reference goes.
+    public func shutdown() async {
+        try? await self.httpClient.shutdown()
+    }
+
+    static func makeBlobStore(config: EaselConfig, signer: BlobURLSigner, httpClient: HTTPClient, logger: Logger) throws -> any BlobStore {
+        switch config.storage {
+        case .disk:
+            return try DiskBlobStore(root: config.blobsDirectory, urlSigner: signer)
+        case .s3:
+            guard let s3 = config.s3 else { preconditionFailure("load() requires S3 settings for EASEL_STORAGE=s3") }
+            return try S3BlobStore(
+                configuration: S3Configuration(
+                    endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, accessKeyID: s3.accessKeyID,
+                    secretAccessKey: s3.secretAccessKey, pathStyle: s3.pathStyle
+                ),
+                httpClient: httpClient,
+                logger: logger.with(label: "easel.s3")
+            )
+        }
+    }
+
+    static func httpClientConfiguration() -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        configuration.redirectConfiguration = .disallow
+        return configuration
+    }
+}
+
+extension Logger {
+    /// A logger with another label and the same level and handler settings.
+    func with(label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = self.logLevel
+        return logger
+    }
+}

@@ -1,0 +1,73 @@
+import EaselBlobs
+import EaselCore
+import EaselStore
+import EaselWeb
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOSSL
+import ServiceLifecycle
+
+/// Builds the web application around already-started services. The scheduler runs as a
+/// service of the same group, so SIGTERM stops the listener, drains requests, then drains jobs.
+public func buildApplication(_ services: AppServices, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+    let config = services.config
+    let assets = config.devAssets ? AssetCatalog.disk(root: config.assetsDirectory) : try AssetCatalog.embedded()
+    let dependencies = WebDependencies(
+        siteName: config.siteName,
+        assets: assets,
+        readinessChecks: [
+            ReadinessCheck(name: "database") { try await services.database.ping() },
+            ReadinessCheck(name: "storage") { try await services.blobs.checkReady() },
+        ],
+        blobs: services.blobs,
+        blobURLSigner: services.blobURLSigner,
+        servesTLS: config.tls != nil
+    )
+    let router = buildRouter(dependencies)
+
+    var extraServices: [any Service] = [services.scheduler]
+    let server: HTTPServerBuilder
+    if let tls = config.tls {
+        let tlsConfiguration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(tls.certificateFile).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.keyFile, format: .pem))
+        )
+        server = try .tls(.http1(), tlsConfiguration: tlsConfiguration)
+        if let redirectPort = tls.redirectPort {
+            extraServices.append(makeRedirectApplication(host: config.host, port: redirectPort, publicURL: config.publicURL, logger: services.logger))
+        }
+    } else {
+        server = .http1()
+    }
+    let logger = services.logger
+    return Application(
+        router: router,
+        server: server,
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
+        services: extraServices,
+        onServerRunning: { channel in
+            let port = channel.localAddress?.port ?? config.port
+            logger.info("listening", metadata: ["address": "\(config.tls == nil ? "http" : "https")://\(config.host):\(port)", "public_url": "\(config.publicURL)"])
+            await onServerRunning(port)
+        },
+        logger: logger
+    )
+}
+
+/// Plain HTTP that sends every request to the same path on the HTTPS public URL.
+func makeRedirectApplication(host: String, port: Int, publicURL: URL, logger: Logger) -> some Service {
+    let router = Router()
+    let base = publicURL.absoluteString
+    router.get("/**") { request, _ in
+        Response(status: .permanentRedirect, headers: [.location: base + (request.uri.path.isEmpty ? "/" : request.uri.description)])
+    }
+    return Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
+}
+
+/// Serves until SIGTERM or SIGINT, then stops gracefully.
+public func serve(_ services: AppServices) async throws {
+    try await buildApplication(services).runService()
+}

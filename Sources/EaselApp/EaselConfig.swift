@@ -1,0 +1,185 @@
+import Configuration
+import Foundation
+import Logging
+
+/// Every setting Easel reads, typed and validated. Built in one place, `EaselConfig.load`;
+/// everything else receives the parts it needs through `init`.
+public struct EaselConfig: Sendable {
+    public enum Storage: String, Sendable, CaseIterable { case disk, s3 }
+    public enum LogFormat: String, Sendable, CaseIterable { case text, json }
+
+    public struct S3: Sendable {
+        public var endpoint: URL
+        public var region: String
+        public var bucket: String
+        public var accessKeyID: String
+        public var secretAccessKey: String
+        public var pathStyle: Bool
+    }
+
+    public struct TLS: Sendable {
+        public var certificateFile: String
+        public var keyFile: String
+        /// A plain-HTTP listener that redirects to the HTTPS public URL.
+        public var redirectPort: Int?
+    }
+
+    public var publicURL: URL
+    public var host: String
+    public var port: Int
+    public var dataDirectory: URL
+    public var siteName: String
+    /// Nil until start-up fills it from the data folder (`SecretKeyFile`).
+    public var secretKey: String?
+    public var logLevel: Logger.Level
+    public var logFormat: LogFormat
+    public var devAssets: Bool
+    /// Where `static/` and `templates/` are read from when `devAssets` is on.
+    public var assetsDirectory: URL
+    public var storage: Storage
+    public var s3: S3?
+    /// Nil turns scheduled backups off.
+    public var backupInterval: Duration?
+    public var backupKeep: Int
+    public var tls: TLS?
+
+    public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
+    public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
+    public var secretKeyPath: URL { self.dataDirectory.appending(path: "secret.key") }
+    public var lockPath: URL { self.dataDirectory.appending(path: "easel.lock") }
+    public var workDirectory: URL { self.dataDirectory.appending(path: "tmp") }
+}
+
+/// A bad setting: names the variable and says what is wrong and what would be right.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var key: String
+    public var problem: String
+
+    public var description: String { "\(self.key): \(self.problem)" }
+}
+
+extension EaselConfig {
+    /// Reads command line (`--port 8080`), then environment (`EASEL_PORT`), then the `.env`
+    /// file, then the defaults below. Throws the first bad setting found.
+    public static func load(from reader: ConfigReader) throws(ConfigError) -> EaselConfig {
+        let settings = SettingsReader(reader: reader)
+
+        let publicURL = try settings.url(Key.publicURL, default: "http://localhost:8080")
+        let port = try settings.int(Key.port, default: 8080, range: 0...65535)
+        let dataDirectory = URL(fileURLWithPath: settings.string(Key.dataDir) ?? "./data").standardizedFileURL
+        let siteName = settings.string(Key.siteName) ?? "Easel"
+        guard siteName.count <= 60 else { throw ConfigError(key: Key.siteName.env, problem: "must be at most 60 characters") }
+
+        let secretKey = try settings.secret(Key.secretKey)
+        if let secretKey, secretKey.utf8.count < 32 {
+            throw ConfigError(key: Key.secretKey.env, problem: "must be at least 32 characters (try: openssl rand -hex 32), or unset it to have one generated")
+        }
+
+        let storage = try settings.choice(Key.storage, default: Storage.disk)
+        var s3: S3?
+        if storage == .s3 {
+            let region = settings.string(Key.s3Region) ?? "us-east-1"
+            let endpoint = try settings.url(Key.s3Endpoint, default: "https://s3.\(region).amazonaws.com")
+            guard let bucket = settings.string(Key.s3Bucket) else {
+                throw ConfigError(key: Key.s3Bucket.env, problem: "is required when EASEL_STORAGE=s3")
+            }
+            guard (3...63).contains(bucket.count), bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }) else {
+                throw ConfigError(key: Key.s3Bucket.env, problem: "must be 3 to 63 lowercase letters, digits, '-' or '.' (got \"\(bucket)\")")
+            }
+            guard let accessKeyID = settings.string(Key.s3AccessKeyID) else {
+                throw ConfigError(key: Key.s3AccessKeyID.env, problem: "is required when EASEL_STORAGE=s3")
+            }
+            guard let secretAccessKey = try settings.secret(Key.s3SecretAccessKey) else {
+                throw ConfigError(key: Key.s3SecretAccessKey.env, problem: "is required when EASEL_STORAGE=s3 (or set EASEL_S3_SECRET_ACCESS_KEY_FILE)")
+            }
+            s3 = S3(
+                endpoint: endpoint, region: region, bucket: bucket, accessKeyID: accessKeyID,
+                secretAccessKey: secretAccessKey, pathStyle: try settings.bool(Key.s3PathStyle, default: false)
+            )
+        }
+
+        let certificate = settings.string(Key.tlsCertFile)
+        let privateKey = settings.string(Key.tlsKeyFile)
+        var tls: TLS?
+        switch (certificate, privateKey) {
+        case (nil, nil):
+            if settings.string(Key.tlsRedirectPort) != nil {
+                throw ConfigError(key: Key.tlsRedirectPort.env, problem: "needs EASEL_TLS_CERT_FILE and EASEL_TLS_KEY_FILE")
+            }
+        case (nil, _):
+            throw ConfigError(key: Key.tlsCertFile.env, problem: "is required when EASEL_TLS_KEY_FILE is set")
+        case (_, nil):
+            throw ConfigError(key: Key.tlsKeyFile.env, problem: "is required when EASEL_TLS_CERT_FILE is set")
+        case (let certificate?, let privateKey?):
+            for (key, path) in [(Key.tlsCertFile, certificate), (Key.tlsKeyFile, privateKey)] where !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigError(key: key.env, problem: "cannot read the file \(path)")
+            }
+            let redirect = try settings.optionalInt(Key.tlsRedirectPort, range: 1...65535)
+            if let redirect, redirect == port {
+                throw ConfigError(key: Key.tlsRedirectPort.env, problem: "must differ from EASEL_PORT (\(port))")
+            }
+            tls = TLS(certificateFile: certificate, keyFile: privateKey, redirectPort: redirect)
+        }
+
+        return EaselConfig(
+            publicURL: publicURL,
+            host: settings.string(Key.host) ?? "127.0.0.1",
+            port: port,
+            dataDirectory: dataDirectory,
+            siteName: siteName,
+            secretKey: secretKey,
+            logLevel: try settings.choice(Key.logLevel, default: Logger.Level.info),
+            logFormat: try settings.choice(Key.logFormat, default: LogFormat.text),
+            devAssets: try settings.bool(Key.devAssets, default: false),
+            assetsDirectory: URL(fileURLWithPath: settings.string(Key.assetsDir) ?? ".").standardizedFileURL,
+            storage: storage,
+            s3: s3,
+            backupInterval: try settings.duration(Key.backupInterval, default: "24h", allowOff: true),
+            backupKeep: try settings.int(Key.backupKeep, default: 7, range: 1...1000),
+            tls: tls
+        )
+    }
+
+    /// The effective configuration as `KEY=value` lines, secrets masked (`easel config check`).
+    public func describe() -> [String] {
+        func mask(_ value: String?) -> String { value == nil ? "(generated in the data folder)" : "********" }
+        var lines = [
+            "EASEL_PUBLIC_URL=\(self.publicURL.absoluteString)",
+            "EASEL_HOST=\(self.host)",
+            "EASEL_PORT=\(self.port)",
+            "EASEL_DATA_DIR=\(self.dataDirectory.path)",
+            "EASEL_SITE_NAME=\(self.siteName)",
+            "EASEL_SECRET_KEY=\(mask(self.secretKey))",
+            "EASEL_LOG_LEVEL=\(self.logLevel.rawValue)",
+            "EASEL_LOG_FORMAT=\(self.logFormat.rawValue)",
+            "EASEL_DEV_ASSETS=\(self.devAssets)",
+            "EASEL_STORAGE=\(self.storage.rawValue)",
+            "EASEL_BACKUP_INTERVAL=\(self.backupInterval.map(Self.formatDuration) ?? "off")",
+            "EASEL_BACKUP_KEEP=\(self.backupKeep)",
+        ]
+        if self.devAssets { lines.append("EASEL_ASSETS_DIR=\(self.assetsDirectory.path)") }
+        if let s3 = self.s3 {
+            lines += [
+                "EASEL_S3_ENDPOINT=\(s3.endpoint.absoluteString)",
+                "EASEL_S3_REGION=\(s3.region)",
+                "EASEL_S3_BUCKET=\(s3.bucket)",
+                "EASEL_S3_ACCESS_KEY_ID=\(s3.accessKeyID)",
+                "EASEL_S3_SECRET_ACCESS_KEY=********",
+                "EASEL_S3_PATH_STYLE=\(s3.pathStyle)",
+            ]
+        }
+        if let tls = self.tls {
+            lines += ["EASEL_TLS_CERT_FILE=\(tls.certificateFile)", "EASEL_TLS_KEY_FILE=\(tls.keyFile)"]
+            if let redirect = tls.redirectPort { lines.append("EASEL_TLS_REDIRECT_PORT=\(redirect)") }
+        }
+        return lines
+    }
+
+    static func formatDuration(_ duration: Duration) -> String {
+        let seconds = duration.components.seconds
+        if seconds % 86400 == 0 { return "\(seconds / 86400)d" }
+        if seconds % 3600 == 0 { return "\(seconds / 3600)h" }
+        if seconds % 60 == 0 { return "\(seconds / 60)m" }
+        return "\(seconds)s"
+    }
+}

@@ -1,0 +1,160 @@
+import Configuration
+import Foundation
+import Logging
+import SystemPackage
+
+/// One setting: its configuration key (command line `--public-url`) and environment name
+/// (`EASEL_PUBLIC_URL`). Every key here is documented in sample.env (a test checks).
+public struct SettingKey: Sendable, Hashable {
+    /// The swift-configuration key, e.g. "publicUrl" or "s3.accessKeyId".
+    public let key: String
+    public let env: String
+    /// Secrets also accept `<ENV>_FILE` naming a file that holds the value.
+    public let isSecret: Bool
+
+    init(_ key: String, _ env: String, secret: Bool = false) {
+        self.key = key
+        self.env = env
+        self.isSecret = secret
+    }
+}
+
+public enum Key {
+    public static let publicURL = SettingKey("publicUrl", "EASEL_PUBLIC_URL")
+    public static let host = SettingKey("host", "EASEL_HOST")
+    public static let port = SettingKey("port", "EASEL_PORT")
+    public static let dataDir = SettingKey("dataDir", "EASEL_DATA_DIR")
+    public static let siteName = SettingKey("siteName", "EASEL_SITE_NAME")
+    public static let secretKey = SettingKey("secretKey", "EASEL_SECRET_KEY", secret: true)
+    public static let logLevel = SettingKey("logLevel", "EASEL_LOG_LEVEL")
+    public static let logFormat = SettingKey("logFormat", "EASEL_LOG_FORMAT")
+    public static let devAssets = SettingKey("devAssets", "EASEL_DEV_ASSETS")
+    public static let assetsDir = SettingKey("assetsDir", "EASEL_ASSETS_DIR")
+    public static let storage = SettingKey("storage", "EASEL_STORAGE")
+    public static let s3Endpoint = SettingKey("s3.endpoint", "EASEL_S3_ENDPOINT")
+    public static let s3Region = SettingKey("s3.region", "EASEL_S3_REGION")
+    public static let s3Bucket = SettingKey("s3.bucket", "EASEL_S3_BUCKET")
+    public static let s3AccessKeyID = SettingKey("s3.accessKeyId", "EASEL_S3_ACCESS_KEY_ID")
+    public static let s3SecretAccessKey = SettingKey("s3.secretAccessKey", "EASEL_S3_SECRET_ACCESS_KEY", secret: true)
+    public static let s3PathStyle = SettingKey("s3.pathStyle", "EASEL_S3_PATH_STYLE")
+    public static let backupInterval = SettingKey("backup.interval", "EASEL_BACKUP_INTERVAL")
+    public static let backupKeep = SettingKey("backup.keep", "EASEL_BACKUP_KEEP")
+    public static let tlsCertFile = SettingKey("tls.certFile", "EASEL_TLS_CERT_FILE")
+    public static let tlsKeyFile = SettingKey("tls.keyFile", "EASEL_TLS_KEY_FILE")
+    public static let tlsRedirectPort = SettingKey("tls.redirectPort", "EASEL_TLS_REDIRECT_PORT")
+
+    public static let all: [SettingKey] = [
+        publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
+        storage, s3Endpoint, s3Region, s3Bucket, s3AccessKeyID, s3SecretAccessKey, s3PathStyle,
+        backupInterval, backupKeep, tlsCertFile, tlsKeyFile, tlsRedirectPort,
+    ]
+}
+
+extension EaselConfig {
+    /// The providers in order: command line, environment, `.env` in the working folder.
+    /// Defaults live in `EaselConfig.load`, beside their validation.
+    public static func reader(arguments: [String], environment: [String: String], dotEnvPath: String?) async throws -> ConfigReader {
+        var providers: [any ConfigProvider] = [
+            CommandLineArgumentsProvider(arguments: ["easel"] + arguments),
+            EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "easel"),
+        ]
+        if let dotEnvPath {
+            providers.append(try await EnvironmentVariablesProvider(environmentFilePath: .init(dotEnvPath), allowMissing: true).prefixKeys(with: "easel"))
+        }
+        return ConfigReader(providers: providers)
+    }
+}
+
+/// Reads raw strings and turns them into typed values, or a `ConfigError` naming the variable.
+struct SettingsReader {
+    let reader: ConfigReader
+
+    /// The trimmed value without surrounding quotes (as .env files often write them); an empty
+    /// value counts as unset.
+    func string(_ key: SettingKey) -> String? {
+        guard let raw = self.reader.string(forKey: ConfigKey(key.key), isSecret: key.isSecret) else { return nil }
+        var trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.count >= 2, let first = trimmed.first, first == "\"" || first == "'", trimmed.last == first {
+            trimmed = String(trimmed.dropFirst().dropLast())
+        }
+        return trimmed.isEmpty ? nil : trimmed
+    }
+
+    /// A secret from `KEY` or from the file named by `KEY_FILE` (never both).
+    func secret(_ key: SettingKey) throws(ConfigError) -> String? {
+        let direct = self.string(key)
+        let fileKey = SettingKey(key.key + "File", key.env + "_FILE")
+        guard let path = self.string(fileKey) else { return direct }
+        guard direct == nil else {
+            throw ConfigError(key: key.env, problem: "set either \(key.env) or \(fileKey.env), not both")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(key: fileKey.env, problem: "cannot read the file \(path)")
+        }
+        let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !value.isEmpty else { throw ConfigError(key: fileKey.env, problem: "the file \(path) is empty") }
+        return value
+    }
+
+    func int(_ key: SettingKey, default value: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        try self.optionalInt(key, range: range) ?? value
+    }
+
+    func optionalInt(_ key: SettingKey, range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let raw = self.string(key) else { return nil }
+        guard let value = Int(raw), range.contains(value) else {
+            throw ConfigError(key: key.env, problem: "must be a whole number from \(range.lowerBound) to \(range.upperBound) (got \"\(raw)\")")
+        }
+        return value
+    }
+
+    func bool(_ key: SettingKey, default value: Bool) throws(ConfigError) -> Bool {
+        guard let raw = self.string(key) else { return value }
+        switch raw.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ConfigError(key: key.env, problem: "must be true or false (got \"\(raw)\")")
+        }
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ key: SettingKey, default value: T) throws(ConfigError) -> T where T.RawValue == String {
+        guard let raw = self.string(key) else { return value }
+        guard let chosen = T(rawValue: raw.lowercased()) else {
+            let options = T.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigError(key: key.env, problem: "must be one of \(options) (got \"\(raw)\")")
+        }
+        return chosen
+    }
+
+    /// An absolute http(s) URL without query or fragment; a trailing slash is dropped.
+    func url(_ key: SettingKey, default value: String) throws(ConfigError) -> URL {
+        let raw = self.string(key) ?? value
+        guard let components = URLComponents(string: raw), let scheme = components.scheme?.lowercased(),
+            scheme == "http" || scheme == "https", let host = components.host, !host.isEmpty,
+            components.query == nil, components.fragment == nil
+        else {
+            throw ConfigError(key: key.env, problem: "must be an http:// or https:// URL with a host and no query (got \"\(raw)\")")
+        }
+        let trimmed = raw.hasSuffix("/") ? String(raw.dropLast()) : raw
+        return URL(string: trimmed)!
+    }
+
+    /// "90s", "15m", "24h", "7d", or plain seconds; "off" or "0" when `allowOff`.
+    func duration(_ key: SettingKey, default value: String, allowOff: Bool) throws(ConfigError) -> Duration? {
+        let raw = (self.string(key) ?? value).lowercased()
+        if allowOff, raw == "off" || raw == "0" { return nil }
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var number = Substring(raw)
+        var multiplier: Int64 = 1
+        if let last = raw.last, let unit = units[last] {
+            number = raw.dropLast()
+            multiplier = unit
+        }
+        guard let amount = Int64(number), amount > 0, amount * multiplier >= 60 else {
+            let off = allowOff ? ", or off" : ""
+            throw ConfigError(key: key.env, problem: "must be a duration of at least a minute like 30m, 24h or 7d\(off) (got \"\(raw)\")")
+        }
+        return .seconds(amount * multiplier)
+    }
+}
+

@@ -1,0 +1,58 @@
+import Foundation
+import Hummingbird
+import Mustache
+import NIOCore
+
+/// What every page's layout needs.
+struct LayoutData: Sendable {
+    var siteName: String
+    var title: String
+    var cspNonce: String
+    var stylesheetURL: String
+    var scriptURL: String
+    var iconURL: String
+    var year: Int
+}
+
+/// Renders typed view models with the mustache templates (HTML-escaped by default).
+public struct ViewRenderer: Sendable {
+    let assets: AssetCatalog
+    let siteName: String
+
+    public init(assets: AssetCatalog, siteName: String) {
+        self.assets = assets
+        self.siteName = siteName
+    }
+
+    func layout(title: String, context: AppRequestContext) -> LayoutData {
+        LayoutData(
+            siteName: self.siteName,
+            title: title,
+            cspNonce: context.cspNonce,
+            stylesheetURL: self.assets.url("app.css"),
+            scriptURL: self.assets.url("app.js"),
+            iconURL: self.assets.url("icon.svg"),
+            year: Calendar(identifier: .gregorian).component(.year, from: Date())
+        )
+    }
+
+    func render(_ view: some Sendable, template: String, status: HTTPResponse.Status = .ok) throws -> Response {
+        let library = try self.assets.templates()
+        guard let html = library.render(view, withTemplate: template) else {
+            throw WebError(.internalServerError, code: "template_missing", message: "The page template \"\(template)\" is missing from this build.")
+        }
+        return Response(
+            status: status,
+            headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: html))
+        )
+    }
+}
+
+struct ErrorPage: Sendable {
+    var layout: LayoutData
+    var status: Int
+    var heading: String
+    var message: String
+    var requestID: String
+}
