@@ -19,7 +19,7 @@ test: deps venv
 	EASEL_TEST_VENV="$(CURDIR)/$(VENV)" $(SWIFT) test --skip-build
 
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib --product easel
+	$(SWIFT) build -c release --static-swift-stdlib -Xlinker --strip-all --product easel
 	@echo "release binary: $$($(SWIFT) build -c release --show-bin-path)/easel"
 
 build:

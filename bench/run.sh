@@ -44,3 +44,28 @@ done
 echo "--- wrk -t2 -c32 -d10s (gzip) http://127.0.0.1:$PORT/static/app.css"
 wrk -t2 -c32 -d10s -H 'Accept-Encoding: gzip' "http://127.0.0.1:$PORT/static/app.css" | grep -E "Requests/sec"
 echo "resident memory after load: $(awk '/VmRSS/ {print $2 " kB"}' /proc/$PID/status)"
+kill -TERM $PID; wait $PID || true
+
+# The same file from nginx, as the limit for serving files on this machine.
+if command -v nginx >/dev/null; then
+  NPORT=$((PORT + 1))
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  include /etc/nginx/mime.types;
+  server { listen 127.0.0.1:$NPORT; location /static/ { alias $(pwd)/static/; etag on; } }
+}
+CONF
+  nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+  sleep 0.5
+  echo "--- nginx: wrk -t2 -c32 -d10s http://127.0.0.1:$NPORT/static/app.css"
+  wrk -t2 -c32 -d10s --latency "http://127.0.0.1:$NPORT/static/app.css" | grep -E "Requests/sec|50%|99%"
+  kill "$(cat "$WORK/nginx/nginx.pid")"
+else
+  echo "(nginx not installed: apt-get install nginx-light for the comparison)"
+fi

@@ -54,19 +54,23 @@ func startServices(_ config: EaselConfig) async -> AppServices {
     }
 }
 
+/// Holds the data folder for this process, or ends it when another easel process has it.
+func lockDataFolder(_ config: EaselConfig) -> DataFolderLock {
+    do {
+        try FileManager.default.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
+        return try DataFolderLock(path: config.lockPath)
+    } catch {
+        SettingArguments.fail("\(error)", code: 1)
+    }
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve the website and API, and run the scheduled jobs (the default).")
     @OptionGroup var settings: SettingArguments
 
     func run() async throws {
         let config = try await self.settings.load()
-        try FileManager.default.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
-        let lock: DataFolderLock
-        do {
-            lock = try DataFolderLock(path: config.lockPath)
-        } catch {
-            SettingArguments.fail("\(error)", code: 1)
-        }
+        let lock = lockDataFolder(config)
         let services = await startServices(config)
         do {
             try await serve(services)
@@ -185,13 +189,7 @@ struct Restore: AsyncParsableCommand {
 
     func run() async throws {
         let config = try await self.settings.load()
-        try FileManager.default.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
-        let lock: DataFolderLock
-        do {
-            lock = try DataFolderLock(path: config.lockPath)
-        } catch {
-            SettingArguments.fail("\(error)", code: 1)
-        }
+        let lock = lockDataFolder(config)
         defer { withExtendedLifetime(lock) {} }
         var source = URL(fileURLWithPath: self.file)
         var downloaded: URL?

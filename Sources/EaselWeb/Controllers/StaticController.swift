@@ -21,7 +21,7 @@ struct StaticController {
         let versioned = request.uri.queryParameters["v"].map { String($0) == file.version } ?? false
         var headers: HTTPFields = [
             .eTag: file.etag,
-            .lastModified: Self.httpDate(file.lastModified),
+            .lastModified: file.lastModifiedHeader,
             .cacheControl: versioned ? "public, max-age=31536000, immutable" : "public, max-age=3600",
             .vary: "Accept-Encoding",
         ]
@@ -52,25 +52,9 @@ struct StaticController {
             }
             return tags.contains(file.etag)
         }
-        if let since = request.headers[.ifModifiedSince], let date = Self.parseHTTPDate(since) {
+        if let since = request.headers[.ifModifiedSince], let date = HTTPDate.parse(since) {
             return file.lastModified.timeIntervalSince1970.rounded(.down) <= date.timeIntervalSince1970
         }
         return false
-    }
-
-    static func httpDate(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
-    }
-
-    static func parseHTTPDate(_ value: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.date(from: value)
     }
 }

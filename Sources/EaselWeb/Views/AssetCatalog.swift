@@ -16,6 +16,8 @@ struct StaticFile: Sendable {
     /// The first 10 hex digits of the content hash, for `?v=` cache-busting URLs.
     var version: String
     var lastModified: Date
+    /// `lastModified` as an HTTP date, formatted once rather than on every request.
+    var lastModifiedHeader: String
     var contentType: String
 
     init(data: Data, name: String, lastModified: Date) {
@@ -24,6 +26,7 @@ struct StaticFile: Sendable {
         self.etag = "\"\(digest.prefix(32))\""
         self.version = String(digest.prefix(10))
         self.lastModified = lastModified
+        self.lastModifiedHeader = HTTPDate.format(lastModified)
         self.contentType = Self.contentType(for: name)
         if CompressionMiddleware.isCompressible(self.contentType), data.count >= 256 {
             var plain = self.body
@@ -132,4 +135,19 @@ public final class AssetCatalog: Sendable {
         }
         return library
     }
+}
+
+/// IMF-fixdate (RFC 9110 §5.6.7), as used by Last-Modified and If-Modified-Since.
+enum HTTPDate {
+    static func formatter() -> DateFormatter {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter
+    }
+
+    static func format(_ date: Date) -> String { self.formatter().string(from: date) }
+
+    static func parse(_ value: String) -> Date? { self.formatter().date(from: value) }
 }
