@@ -6,15 +6,17 @@ PYTHON     ?= python3
 VENV       := .venv
 # Build-time libraries: SQLite for GRDB, zlib for gzip (compress-nio), libcurl for
 # Foundation's networking module that the toolchain links.
-DEB_PACKAGES := libsqlite3-dev zlib1g-dev libcurl4-openssl-dev pkg-config openssl
+DEB_PACKAGES := libsqlite3-dev zlib1g-dev libcurl4-openssl-dev pkg-config
+# Only for the tests: a certificate tool, and a real browser for the browser test.
+TEST_DEB_PACKAGES := openssl chromium chromium-driver
 SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test release deps venv build clean bench
+.PHONY: run test release deps test-deps venv build clean bench
 
 run: deps build
 	./.build/debug/easel serve
 
-test: deps venv
+test: deps test-deps venv
 	$(SWIFT) build --build-tests
 	EASEL_TEST_VENV="$(CURDIR)/$(VENV)" $(SWIFT) test --skip-build
 
@@ -27,7 +29,13 @@ build:
 
 # Installs only the Debian packages that are missing.
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(DEB_PACKAGES)"
+
+test-deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_DEB_PACKAGES)"
+
+apt-install:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

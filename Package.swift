@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     ],
     targets: [
         // The command line: serve, migrate, config, jobs, backup, restore, version.
@@ -61,7 +63,7 @@ let package = Package(
         .target(
             name: "EaselWeb",
             dependencies: [
-                "EaselCore", "EaselBlobs", "EaselAssets",
+                "EaselCore", "EaselStore", "EaselBlobs", "EaselAssets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -74,9 +76,12 @@ let package = Package(
         .target(
             name: "EaselCore",
             dependencies: [
-                "EaselStore", "EaselBlobs",
+                "EaselStore", "EaselBlobs", "EaselIntegrations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -95,6 +100,22 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Clients of outside services: mail (SMTP, Resend), OpenID Connect.
+        .target(
+            name: "EaselIntegrations",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -138,7 +159,8 @@ let package = Package(
         .testTarget(
             name: "EaselWebTests",
             dependencies: [
-                "EaselWeb", "EaselApp", "EaselCore", "EaselBlobs", "EaselTestSupport",
+                "EaselWeb", "EaselApp", "EaselCore", "EaselStore", "EaselBlobs", "EaselTestSupport",
+                .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -150,12 +172,29 @@ let package = Package(
         ),
         .testTarget(
             name: "EaselCoreTests",
-            dependencies: ["EaselCore", "EaselTestSupport"],
+            dependencies: [
+                "EaselCore", "EaselStore", "EaselTestSupport",
+                .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "EaselStoreTests",
             dependencies: ["EaselStore", "EaselTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EaselIntegrationsTests",
+            dependencies: [
+                "EaselIntegrations", "EaselTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import EaselBlobs
 import EaselCore
+import EaselIntegrations
 import EaselStore
 import Foundation
 import Logging
@@ -16,11 +17,15 @@ public struct AppServices: Sendable {
     public let blobURLSigner: BlobURLSigner
     public let backups: BackupService
     public let scheduler: Scheduler
+    public let accounts: AccountService
+    public let twoFactor: TwoFactorService
+    public let mailer: MailDispatcher
     public let httpClient: HTTPClient
     public let logger: Logger
 
     /// Opens the data folder, the database (migrating it) and the blob store.
-    public static func start(config: EaselConfig, logger: Logger) async throws -> AppServices {
+    /// `passwordHasher` lets tests use a cheaper bcrypt cost; production uses cost 12.
+    public static func start(config: EaselConfig, logger: Logger, passwordHasher: PasswordHasher? = nil) async throws -> AppServices {
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
         try fileManager.createDirectory(at: config.workDirectory, withIntermediateDirectories: true)
@@ -40,14 +45,30 @@ public struct AppServices: Sendable {
             database: database, blobs: blobs, workFolder: config.workDirectory, keep: config.backupKeep,
             logger: logger.with(label: "easel.backup")
         )
-        var jobs = [MaintenanceJobs.databaseUpkeep(database: database)]
+        let accountSettings = AccountService.Settings(
+            signup: AccountService.SignupMode(rawValue: config.signup.rawValue)!, allowedDomains: config.signupDomains,
+            minimumAge: config.minimumAge, sessionIdle: config.sessionIdle.seconds, sessionMax: config.sessionMax.seconds
+        )
+        let mails = AccountMails(siteName: config.siteName, publicURL: config.publicURL)
+        let accounts = AccountService(
+            settings: accountSettings, database: database, hasher: passwordHasher ?? PasswordHasher(), mails: mails,
+            logger: logger.with(label: "easel.accounts")
+        )
+        let twoFactor = TwoFactorService(database: database, mails: mails, issuer: config.siteName)
+        let mailer = MailDispatcher(
+            database: database, transport: nil, from: Self.mailAddress(config.mailFrom), logger: logger.with(label: "easel.mail")
+        )
+        var jobs = [
+            MaintenanceJobs.databaseUpkeep(database: database, sessionIdle: config.sessionIdle.seconds),
+            MaintenanceJobs.mail(dispatcher: mailer),
+        ]
         if let interval = config.backupInterval {
             jobs.append(MaintenanceJobs.backup(service: backups, interval: interval))
         }
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
         return AppServices(
             config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
-            backups: backups, scheduler: scheduler, httpClient: httpClient, logger: logger
+            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, mailer: mailer, httpClient: httpClient, logger: logger
         )
     }
 
@@ -73,12 +94,25 @@ public struct AppServices: Sendable {
         }
     }
 
+    /// "Name <address>" or a bare address.
+    static func mailAddress(_ raw: String) -> MailAddress {
+        guard let open = raw.lastIndex(of: "<"), let close = raw.lastIndex(of: ">"), open < close else {
+            return MailAddress(raw.trimmingCharacters(in: .whitespaces))
+        }
+        let name = raw[..<open].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        return MailAddress(String(raw[raw.index(after: open)..<close]), name: name.isEmpty ? nil : name)
+    }
+
     static func httpClientConfiguration() -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
         configuration.redirectConfiguration = .disallow
         return configuration
     }
+}
+
+extension Duration {
+    var seconds: TimeInterval { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
 }
 
 extension Logger {

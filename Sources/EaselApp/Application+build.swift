@@ -24,7 +24,14 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
         ],
         blobs: services.blobs,
         blobURLSigner: services.blobURLSigner,
-        servesTLS: config.tls != nil
+        servesTLS: config.tls != nil,
+        publicURL: config.publicURL,
+        database: services.database,
+        accounts: services.accounts,
+        twoFactor: services.twoFactor,
+        secretKey: services.secretKey,
+        mailTransport: services.mailer.transportName,
+        mailQueued: { [scheduler = services.scheduler] in scheduler.wake("mail") }
     )
     let router = buildRouter(dependencies)
 

@@ -6,6 +6,9 @@ import Logging
 /// everything else receives the parts it needs through `init`.
 public struct EaselConfig: Sendable {
     public enum Storage: String, Sendable, CaseIterable { case disk, s3 }
+    public enum Signup: String, Sendable, CaseIterable { case open, invite, closed }
+    /// Where mail goes: `log` keeps it in the admin mailbox page only.
+    public enum MailTransportKind: String, Sendable, CaseIterable { case log }
     public enum LogFormat: String, Sendable, CaseIterable { case text, json }
 
     public struct S3: Sendable {
@@ -42,6 +45,14 @@ public struct EaselConfig: Sendable {
     public var backupInterval: Duration?
     public var backupKeep: Int
     public var tls: TLS?
+    public var signup: Signup
+    /// Lowercased domains allowed to sign up; empty allows any.
+    public var signupDomains: [String]
+    public var minimumAge: Int
+    public var sessionIdle: Duration
+    public var sessionMax: Duration
+    public var mail: MailTransportKind
+    public var mailFrom: String
 
     public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
     public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
@@ -121,6 +132,22 @@ extension EaselConfig {
             tls = TLS(certificateFile: certificate, keyFile: privateKey, redirectPort: redirect)
         }
 
+        let domains = (settings.string(Key.signupDomains) ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }.filter { !$0.isEmpty }
+        for domain in domains where !domain.contains(".") || domain.contains("@") || domain.contains(" ") {
+            throw ConfigError(key: Key.signupDomains.env, problem: "must be a comma-separated list of domains like example.org (got \"\(domain)\")")
+        }
+        let sessionIdle = try settings.duration(Key.sessionIdle, default: "7d", allowOff: false)!
+        let sessionMax = try settings.duration(Key.sessionMax, default: "30d", allowOff: false)!
+        guard sessionIdle <= sessionMax else {
+            throw ConfigError(key: Key.sessionIdle.env, problem: "must not be longer than EASEL_SESSION_MAX")
+        }
+        let mailFrom = settings.string(Key.mailFrom) ?? "\(siteName) <noreply@\(publicURL.host ?? "localhost")>"
+        guard mailFrom.contains("@"), !mailFrom.contains("\n"), !mailFrom.contains("\r") else {
+            throw ConfigError(key: Key.mailFrom.env, problem: "must be an address like \"Easel <noreply@example.org>\" (got \"\(mailFrom)\")")
+        }
+
         return EaselConfig(
             publicURL: publicURL,
             host: settings.string(Key.host) ?? "127.0.0.1",
@@ -136,7 +163,14 @@ extension EaselConfig {
             s3: s3,
             backupInterval: try settings.duration(Key.backupInterval, default: "24h", allowOff: true),
             backupKeep: try settings.int(Key.backupKeep, default: 7, range: 1...1000),
-            tls: tls
+            tls: tls,
+            signup: try settings.choice(Key.signup, default: Signup.open),
+            signupDomains: domains,
+            minimumAge: try settings.int(Key.minAge, default: 13, range: 0...120),
+            sessionIdle: sessionIdle,
+            sessionMax: sessionMax,
+            mail: try settings.choice(Key.mail, default: MailTransportKind.log),
+            mailFrom: mailFrom
         )
     }
 
@@ -156,6 +190,13 @@ extension EaselConfig {
             "EASEL_STORAGE=\(self.storage.rawValue)",
             "EASEL_BACKUP_INTERVAL=\(self.backupInterval.map(Self.formatDuration) ?? "off")",
             "EASEL_BACKUP_KEEP=\(self.backupKeep)",
+            "EASEL_SIGNUP=\(self.signup.rawValue)",
+            "EASEL_SIGNUP_DOMAINS=\(self.signupDomains.joined(separator: ","))",
+            "EASEL_MIN_AGE=\(self.minimumAge)",
+            "EASEL_SESSION_IDLE=\(Self.formatDuration(self.sessionIdle))",
+            "EASEL_SESSION_MAX=\(Self.formatDuration(self.sessionMax))",
+            "EASEL_MAIL=\(self.mail.rawValue)",
+            "EASEL_MAIL_FROM=\(self.mailFrom)",
         ]
         if self.devAssets { lines.append("EASEL_ASSETS_DIR=\(self.assetsDirectory.path)") }
         if let s3 = self.s3 {

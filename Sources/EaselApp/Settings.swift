@@ -42,11 +42,19 @@ public enum Key {
     public static let tlsCertFile = SettingKey("tls.certFile", "EASEL_TLS_CERT_FILE")
     public static let tlsKeyFile = SettingKey("tls.keyFile", "EASEL_TLS_KEY_FILE")
     public static let tlsRedirectPort = SettingKey("tls.redirectPort", "EASEL_TLS_REDIRECT_PORT")
+    public static let signup = SettingKey("signup", "EASEL_SIGNUP")
+    public static let signupDomains = SettingKey("signupDomains", "EASEL_SIGNUP_DOMAINS")
+    public static let minAge = SettingKey("minAge", "EASEL_MIN_AGE")
+    public static let sessionIdle = SettingKey("session.idle", "EASEL_SESSION_IDLE")
+    public static let sessionMax = SettingKey("session.max", "EASEL_SESSION_MAX")
+    public static let mail = SettingKey("mail", "EASEL_MAIL")
+    public static let mailFrom = SettingKey("mail.from", "EASEL_MAIL_FROM")
 
     public static let all: [SettingKey] = [
         publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
         storage, s3Endpoint, s3Region, s3Bucket, s3AccessKeyID, s3SecretAccessKey, s3PathStyle,
         backupInterval, backupKeep, tlsCertFile, tlsKeyFile, tlsRedirectPort,
+        signup, signupDomains, minAge, sessionIdle, sessionMax, mail, mailFrom,
     ]
 }
 

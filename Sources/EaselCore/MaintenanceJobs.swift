@@ -1,13 +1,24 @@
 import EaselStore
 import Foundation
+import Foundation
 
 /// The jobs every instance runs, whatever features are configured.
 public enum MaintenanceJobs {
-    /// `wal_checkpoint(TRUNCATE)` and `PRAGMA optimize`, nightly; also trims job history.
-    public static func databaseUpkeep(database: AppDatabase, interval: Duration = .seconds(24 * 3600)) -> Job {
-        Job(name: "database-upkeep", summary: "Checkpoint the WAL, optimize SQLite, trim old job runs", interval: interval) {
-            try await database.checkpointAndOptimize()
+    /// Nightly: drops expired sessions and old sign-in failures, trims job history, then
+    /// `wal_checkpoint(TRUNCATE)` and `PRAGMA optimize`.
+    public static func databaseUpkeep(database: AppDatabase, sessionIdle: TimeInterval, interval: Duration = .seconds(24 * 3600)) -> Job {
+        Job(name: "database-upkeep", summary: "Drop expired sessions, trim history, checkpoint the WAL, optimize SQLite", interval: interval) {
+            try await database.deleteExpiredSessions(idle: sessionIdle)
+            try await database.pruneLoginFailures(before: Date().addingTimeInterval(-86400))
             try await database.pruneJobRuns(keepingPerJob: 200)
+            try await database.checkpointAndOptimize()
+        }
+    }
+
+    /// Sends queued mail; also woken at once whenever a mail is queued.
+    public static func mail(dispatcher: MailDispatcher, interval: Duration = .seconds(30)) -> Job {
+        Job(name: "mail", summary: "Send queued mail (\(dispatcher.transportName)), retrying with backoff", interval: interval, quiet: true) {
+            try await dispatcher.sendDue()
         }
     }
 

@@ -1,4 +1,7 @@
 import EaselBlobs
+import EaselCore
+import EaselStore
+import Foundation
 import Hummingbird
 
 /// What the web layer needs from the rest of the app, passed in by the composition root.
@@ -10,14 +13,36 @@ public struct WebDependencies: Sendable {
     public var blobURLSigner: BlobURLSigner
     /// True when served over HTTPS: turns on HSTS.
     public var servesTLS: Bool
+    public var publicURL: URL
+    public var database: AppDatabase
+    public var accounts: AccountService
+    public var twoFactor: TwoFactorService
+    /// EASEL_SECRET_KEY, for signing short-lived browser state.
+    public var secretKey: String
+    /// "log", "smtp" or "resend", shown on the admin mailbox.
+    public var mailTransport: String
+    /// Asks for queued mail to go out now.
+    public var mailQueued: @Sendable () -> Void
 
-    public init(siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner, servesTLS: Bool) {
+    public init(
+        siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
+        servesTLS: Bool, publicURL: URL, database: AppDatabase, accounts: AccountService, twoFactor: TwoFactorService,
+        secretKey: String, mailTransport: String,
+        mailQueued: @escaping @Sendable () -> Void
+    ) {
         self.siteName = siteName
         self.assets = assets
         self.readinessChecks = readinessChecks
         self.blobs = blobs
         self.blobURLSigner = blobURLSigner
         self.servesTLS = servesTLS
+        self.publicURL = publicURL
+        self.database = database
+        self.accounts = accounts
+        self.twoFactor = twoFactor
+        self.secretKey = secretKey
+        self.mailTransport = mailTransport
+        self.mailQueued = mailQueued
     }
 }
 
@@ -30,10 +55,31 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     router.add(middleware: AccessLogMiddleware())
     router.add(middleware: CompressionMiddleware())
     router.add(middleware: ErrorMiddleware(views: views))
+    let cookies = CookiePolicy(publicURL: dependencies.publicURL)
+    router.add(middleware: SessionMiddleware(accounts: dependencies.accounts, cookies: cookies))
+    router.add(middleware: CSRFMiddleware(publicOrigin: origin(of: dependencies.publicURL)))
 
     HealthController(checks: dependencies.readinessChecks, timeout: .seconds(5)).addRoutes(to: router)
     StaticController(assets: dependencies.assets).addRoutes(to: router)
     HomeController(views: views).addRoutes(to: router)
     SignedBlobController(blobs: dependencies.blobs, signer: dependencies.blobURLSigner).addRoutes(to: router)
+    let twoFactor = TwoFactorController(
+        accounts: dependencies.accounts, twoFactor: dependencies.twoFactor, database: dependencies.database, views: views, cookies: cookies,
+        challenge: SignedValue(secret: dependencies.secretKey, purpose: "easel two-factor challenge v1"), mailQueued: dependencies.mailQueued
+    )
+    twoFactor.addRoutes(to: router)
+    AccountController(
+        accounts: dependencies.accounts, views: views, cookies: cookies, mailQueued: dependencies.mailQueued,
+        startTwoFactor: { user in twoFactor.startChallenge(for: user) }, devMailbox: dependencies.mailTransport == "log"
+    ).addRoutes(to: router)
+    SettingsController(database: dependencies.database, views: views).addRoutes(to: router)
+    AdminMailboxController(database: dependencies.database, views: views, transport: dependencies.mailTransport).addRoutes(to: router)
     return router
+}
+
+/// "https://img.example.org" or "http://localhost:8080": what browsers send as Origin.
+func origin(of url: URL) -> String {
+    var origin = "\(url.scheme ?? "http")://\(url.host ?? "")"
+    if let port = url.port { origin += ":\(port)" }
+    return origin
 }

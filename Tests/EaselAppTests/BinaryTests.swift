@@ -20,10 +20,10 @@ struct BinaryTests {
     }
 
     @Test("EASEL_PORT=abc easel serve exits with code 2 and one line naming EASEL_PORT")
-    func badPortExitsWithCode2() throws {
+    func badPortExitsWithCode2() async throws {
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
-        let result = try ChildProcess.run(self.easel, ["serve"], environment: ["EASEL_PORT": "abc"], in: folder.url)
+        let result = try await ChildProcess.run(self.easel, ["serve"], environment: ["EASEL_PORT": "abc"], in: folder.url)
         #expect(result.status == 2)
         let lines = result.stderr.split(separator: "\n")
         #expect(lines.count == 1)
@@ -33,16 +33,16 @@ struct BinaryTests {
     }
 
     @Test("easel config check prints the configuration with secrets masked, or exits 2")
-    func configCheck() throws {
+    func configCheck() async throws {
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
         let secret = String(repeating: "z", count: 40)
-        let ok = try ChildProcess.run(self.easel, ["config", "check", "--port", "9123"], environment: ["EASEL_SECRET_KEY": secret], in: folder.url)
+        let ok = try await ChildProcess.run(self.easel, ["config", "check", "--port", "9123"], environment: ["EASEL_SECRET_KEY": secret], in: folder.url)
         #expect(ok.status == 0)
         #expect(ok.stdout.contains("EASEL_PORT=9123"))
         #expect(ok.stdout.contains("EASEL_SECRET_KEY=********"))
         #expect(!ok.stdout.contains(secret))
-        let bad = try ChildProcess.run(self.easel, ["config", "check"], environment: ["EASEL_STORAGE": "tape"], in: folder.url)
+        let bad = try await ChildProcess.run(self.easel, ["config", "check"], environment: ["EASEL_STORAGE": "tape"], in: folder.url)
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("EASEL_STORAGE"))
     }
@@ -53,7 +53,7 @@ struct BinaryTests {
         defer { folder.remove() }
         let copy = folder.url.appending(path: "easel")
         try FileManager.default.copyItem(at: self.easel, to: copy)
-        let server = try RunningServer(executable: copy, environment: [:], in: folder.url)
+        let server = try await RunningServer.start(executable: copy, environment: [:], in: folder.url)
         let base = "http://127.0.0.1:\(server.port)"
 
         let health = try await self.get(base + "/healthz")
@@ -69,7 +69,7 @@ struct BinaryTests {
         let again = try await self.get(base + "/static/app.css", headers: [("If-None-Match", etag)])
         #expect(again.status == 304)
 
-        #expect(server.stop() == 0, "graceful shutdown exits 0:\n\(server.log)")
+        #expect(await server.stop() == 0, "graceful shutdown exits 0:\n\(server.log)")
         #expect(server.log.contains("stopped"))
         let database = try AppDatabase.open(path: folder.url.appending(path: "data/easel.db").path)
         #expect(try database.journalMode() == "wal")
@@ -79,15 +79,15 @@ struct BinaryTests {
     }
 
     @Test("A second server on the same data folder is refused")
-    func dataFolderIsLocked() throws {
+    func dataFolderIsLocked() async throws {
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
-        let server = try RunningServer(executable: self.easel, environment: [:], in: folder.url)
-        defer { server.stop() }
-        let second = try ChildProcess.run(self.easel, ["serve"], environment: ["EASEL_PORT": "0"], in: folder.url)
+        let server = try await RunningServer.start(executable: self.easel, environment: [:], in: folder.url)
+        defer { server.stopBlocking() }
+        let second = try await ChildProcess.run(self.easel, ["serve"], environment: ["EASEL_PORT": "0"], in: folder.url)
         #expect(second.status == 1)
         #expect(second.stderr.contains("another easel process is using this data folder"))
-        let restore = try ChildProcess.run(self.easel, ["restore", "/dev/null"], in: folder.url)
+        let restore = try await ChildProcess.run(self.easel, ["restore", "/dev/null"], in: folder.url)
         #expect(restore.status == 1)
         #expect(restore.stderr.contains("stop it first"))
     }
@@ -97,22 +97,22 @@ struct BinaryTests {
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
         // Some history to back up.
-        let run = try ChildProcess.run(self.easel, ["jobs", "run", "database-upkeep"], in: folder.url)
+        let run = try await ChildProcess.run(self.easel, ["jobs", "run", "database-upkeep"], in: folder.url)
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("database-upkeep succeeded"))
 
-        let backup = try ChildProcess.run(self.easel, ["backup"], in: folder.url)
+        let backup = try await ChildProcess.run(self.easel, ["backup"], in: folder.url)
         #expect(backup.status == 0, "\(backup.stderr)")
-        let listed = try ChildProcess.run(self.easel, ["backup", "--list"], in: folder.url)
+        let listed = try await ChildProcess.run(self.easel, ["backup", "--list"], in: folder.url)
         let name = try #require(listed.stdout.split(separator: "\n").first?.split(separator: "\t").first.map(String.init))
         #expect(name.hasPrefix("backups/easel-"))
 
         // More history after the backup, which the restore must take away.
-        _ = try ChildProcess.run(self.easel, ["jobs", "run", "database-upkeep"], in: folder.url)
-        let jobsBefore = try ChildProcess.run(self.easel, ["jobs", "list"], in: folder.url)
+        _ = try await ChildProcess.run(self.easel, ["jobs", "run", "database-upkeep"], in: folder.url)
+        let jobsBefore = try await ChildProcess.run(self.easel, ["jobs", "list"], in: folder.url)
         #expect(jobsBefore.status == 0)
 
-        let restored = try ChildProcess.run(self.easel, ["restore", name], in: folder.url)
+        let restored = try await ChildProcess.run(self.easel, ["restore", name], in: folder.url)
         #expect(restored.status == 0, "\(restored.stderr)")
         #expect(restored.stdout.contains("restored"))
         let database = try AppDatabase.open(path: folder.url.appending(path: "data/easel.db").path)
@@ -126,25 +126,25 @@ struct BinaryTests {
         for i in 100..<bytes.count { bytes[i] = 0x5A }
         let damaged = folder.url.appending(path: "damaged.db")
         try bytes.write(to: damaged)
-        let refused = try ChildProcess.run(self.easel, ["restore", damaged.path], in: folder.url)
+        let refused = try await ChildProcess.run(self.easel, ["restore", damaged.path], in: folder.url)
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("restore refused"))
         #expect(refused.stderr.contains("nothing was changed"))
         #expect(refused.stderr.split(separator: "\n").count == 1)
 
-        let missing = try ChildProcess.run(self.easel, ["restore", "no-such-backup.db"], in: folder.url)
+        let missing = try await ChildProcess.run(self.easel, ["restore", "no-such-backup.db"], in: folder.url)
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("no stored backup of that name"))
     }
 
     @Test("easel version and easel migrate work without a server")
-    func versionAndMigrate() throws {
+    func versionAndMigrate() async throws {
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
-        let version = try ChildProcess.run(self.easel, ["version"], in: folder.url)
+        let version = try await ChildProcess.run(self.easel, ["version"], in: folder.url)
         #expect(version.status == 0)
         #expect(version.stdout.hasPrefix("easel "))
-        let migrate = try ChildProcess.run(self.easel, ["migrate"], in: folder.url)
+        let migrate = try await ChildProcess.run(self.easel, ["migrate"], in: folder.url)
         #expect(migrate.status == 0)
         #expect(migrate.stdout.contains("is up to date"))
         #expect(migrate.stdout.contains("applied"))

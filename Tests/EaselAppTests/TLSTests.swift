@@ -11,10 +11,10 @@ struct TLSTests {
     let easel = Checkout.productsFolder.appending(path: "easel")
 
     /// A self-signed certificate for 127.0.0.1 made with the openssl command.
-    func makeCertificate(in folder: URL) throws -> (cert: String, key: String) {
+    func makeCertificate(in folder: URL) async throws -> (cert: String, key: String) {
         let cert = folder.appending(path: "cert.pem").path
         let key = folder.appending(path: "key.pem").path
-        let result = try ChildProcess.run(
+        let result = try await ChildProcess.run(
             URL(fileURLWithPath: "/usr/bin/openssl"),
             ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
         )
@@ -23,17 +23,16 @@ struct TLSTests {
     }
 
     func freePort() throws -> Int {
-        let socket = try ServerSocketProbe()
-        return socket.port
+        try FreePort.find()
     }
 
     @Test("With a certificate, easel serves HTTPS with HSTS, and the redirect listener sends plain HTTP to the public URL")
     func servesHTTPS() async throws {
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
-        let (cert, key) = try self.makeCertificate(in: folder.url)
+        let (cert, key) = try await self.makeCertificate(in: folder.url)
         let redirectPort = try self.freePort()
-        let server = try RunningServer(
+        let server = try await RunningServer.start(
             executable: self.easel,
             environment: [
                 "EASEL_TLS_CERT_FILE": cert, "EASEL_TLS_KEY_FILE": key, "EASEL_TLS_REDIRECT_PORT": String(redirectPort),
@@ -41,7 +40,7 @@ struct TLSTests {
             ],
             in: folder.url
         )
-        defer { server.stop() }
+        defer { server.stopBlocking() }
 
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
@@ -60,21 +59,3 @@ struct TLSTests {
     }
 }
 
-/// Finds a free loopback port by binding port 0 and closing the socket again.
-struct ServerSocketProbe {
-    let port: Int
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        self.port = Int(UInt16(bigEndian: address.sin_port))
-    }
-}

@@ -7,9 +7,23 @@ public struct ProcessResult: Sendable {
     public var stderr: String
 }
 
+/// Runs blocking work on a GCD thread, so waiting for a child process never occupies one of the
+/// few threads of Swift's cooperative pool (on 2 cores, that would stall every other test).
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try work() })
+        }
+    }
+}
+
 public enum ChildProcess {
     /// Runs `executable` to completion.
-    public static func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], in folder: URL? = nil) throws -> ProcessResult {
+    public static func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], in folder: URL? = nil) async throws -> ProcessResult {
+        try await offThePool { try self.runBlocking(executable, arguments, environment: environment, in: folder) }
+    }
+
+    static func runBlocking(_ executable: URL, _ arguments: [String], environment: [String: String], in folder: URL?) throws -> ProcessResult {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -43,7 +57,11 @@ public final class RunningServer: @unchecked Sendable {
     private var collected = Data()
 
     /// Starts `executable serve` with EASEL_PORT=0 and waits for its "listening" log line.
-    public init(executable: URL, environment: [String: String], in folder: URL, timeout: TimeInterval = 60) throws {
+    public static func start(executable: URL, environment: [String: String], in folder: URL, timeout: TimeInterval = 60) async throws -> RunningServer {
+        try await offThePool { try RunningServer(executable: executable, environment: environment, in: folder, timeout: timeout) }
+    }
+
+    init(executable: URL, environment: [String: String], in folder: URL, timeout: TimeInterval) throws {
         let process = Process()
         process.executableURL = executable
         process.arguments = ["serve"]
@@ -82,7 +100,13 @@ public final class RunningServer: @unchecked Sendable {
 
     /// SIGTERM, then waits for the exit; returns the exit status.
     @discardableResult
-    public func stop() -> Int32 {
+    public func stop() async -> Int32 {
+        (try? await offThePool { self.stopBlocking() }) ?? -1
+    }
+
+    /// The blocking form, for `defer` blocks.
+    @discardableResult
+    public func stopBlocking() -> Int32 {
         if self.process.isRunning { self.process.terminate() }
         self.process.waitUntilExit()
         self.errorPipe.fileHandleForReading.readabilityHandler = nil

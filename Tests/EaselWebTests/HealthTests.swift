@@ -1,4 +1,7 @@
 import EaselBlobs
+import EaselCore
+import EaselStore
+import Logging
 import EaselTestSupport
 import EaselWeb
 import Foundation
@@ -32,6 +35,7 @@ struct HealthTests {
         struct BucketGone: Error, CustomStringConvertible { var description: String { "bucket gone" } }
         let folder = try TemporaryDirectory()
         defer { folder.remove() }
+        let database = try AppDatabase.inMemory()
         let signer = BlobURLSigner(baseURL: URL(string: "http://localhost:8080")!, secret: Data(repeating: 7, count: 32))
         let router = buildRouter(
             WebDependencies(
@@ -40,7 +44,14 @@ struct HealthTests {
                     ReadinessCheck(name: "database") {},
                     ReadinessCheck(name: "storage") { throw BucketGone() },
                 ],
-                blobs: try DiskBlobStore(root: folder.url, urlSigner: signer), blobURLSigner: signer, servesTLS: false
+                blobs: try DiskBlobStore(root: folder.url, urlSigner: signer), blobURLSigner: signer, servesTLS: false,
+                publicURL: URL(string: "http://localhost:8080")!, database: database,
+                accounts: AccountService(
+                    settings: .init(), database: database, hasher: PasswordHasher(cost: 4),
+                    mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!), logger: Logger(label: "test")
+                ),
+                twoFactor: TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!), issuer: "Easel"),
+                secretKey: String(repeating: "s", count: 40), mailTransport: "log", mailQueued: {}
             )
         )
         let app = Application(router: router)

@@ -32,6 +32,8 @@ public final class Scheduler: Service, Sendable {
     private struct State {
         var timers: [String: any DispatchSourceTimer] = [:]
         var running: [String: Task<Void, Never>] = [:]
+        /// Jobs woken while running: they run again as soon as they finish.
+        var wokenWhileRunning: Set<String> = []
         var stopped = false
     }
 
@@ -77,6 +79,21 @@ public final class Scheduler: Service, Sendable {
         return run
     }
 
+    /// Asks for a timer run of `name` as soon as possible (new mail was queued, say). Safe to
+    /// call often: a running job runs once more after it finishes, never twice at once.
+    public func wake(_ name: String) {
+        guard let job = self.jobs.first(where: { $0.name == name }) else { return }
+        let running = self.state.withLock { state -> Bool in
+            guard !state.stopped, state.timers[name] != nil || state.running[name] != nil else { return true }
+            if state.running[name] != nil {
+                state.wokenWhileRunning.insert(name)
+                return true
+            }
+            return false
+        }
+        if !running { self.arm(job, after: .zero) }
+    }
+
     /// Runs the job once and records it; nil when a run of it is already going on.
     private func execute(_ job: Job, trigger: JobRun.Trigger) async throws -> JobRun? {
         guard let started = try await self.database.recordJobStarted(job.name, trigger: trigger) else {
@@ -100,7 +117,7 @@ public final class Scheduler: Service, Sendable {
         if outcome == .failed {
             self.logger.error("job failed", metadata: metadata)
         } else {
-            self.logger.info("job finished", metadata: metadata)
+            self.logger.log(level: job.quiet ? .debug : .info, "job finished", metadata: metadata)
         }
         var finished = started
         finished.outcome = outcome
@@ -145,8 +162,11 @@ public final class Scheduler: Service, Sendable {
                 } catch {
                     self.logger.error("could not record job run", metadata: ["job": "\(job.name)", "error": "\(error)"])
                 }
-                self.state.withLock { state in _ = state.running.removeValue(forKey: job.name) }
-                self.arm(job, after: self.jittered(job))
+                let again = self.state.withLock { state -> Bool in
+                    state.running.removeValue(forKey: job.name)
+                    return state.wokenWhileRunning.remove(job.name) != nil
+                }
+                self.arm(job, after: again ? .zero : self.jittered(job))
             }
         }
     }

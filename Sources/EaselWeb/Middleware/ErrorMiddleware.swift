@@ -18,6 +18,10 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 
     func response(for error: any Error, request: Request, context: Context) -> Response {
+        if error is SignInRequired, !Self.wantsJSON(request) {
+            let next = request.uri.path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? "/"
+            return Response(status: .seeOther, headers: [.location: "/signin?next=\(next)"])
+        }
         let problem = Self.describe(error, requestID: context.id)
         if problem.status.code >= 500 {
             context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
@@ -46,6 +50,8 @@ struct ErrorMiddleware: RouterMiddleware {
         switch error {
         case let error as WebError:
             return error
+        case is SignInRequired:
+            return WebError(.unauthorized, code: "unauthorized", message: "Sign in first: this needs an account.")
         case let error as HTTPError where error.status == .notFound:
             return .notFound()
         case let error as any HTTPResponseError:

@@ -1,17 +1,37 @@
+import EaselStore
 import Foundation
 import Hummingbird
 import Mustache
 import NIOCore
+
+/// What a page needs from the request it answers.
+protocol PageContext {
+    var cspNonce: String { get }
+    var csrfToken: String { get }
+    var signedInUser: User? { get }
+}
+
+extension AppRequestContext: PageContext {
+    var signedInUser: User? { self.identity?.user }
+}
+
+extension SignedInContext: PageContext {
+    var signedInUser: User? { self.identity.user }
+}
 
 /// What every page's layout needs.
 struct LayoutData: Sendable {
     var siteName: String
     var title: String
     var cspNonce: String
+    var csrfToken: String
     var stylesheetURL: String
     var scriptURL: String
     var iconURL: String
     var year: Int
+    var signedIn: Bool
+    var userName: String
+    var isAdmin: Bool
 }
 
 /// Renders typed view models with the mustache templates (HTML-escaped by default).
@@ -24,15 +44,20 @@ public struct ViewRenderer: Sendable {
         self.siteName = siteName
     }
 
-    func layout(title: String, context: AppRequestContext) -> LayoutData {
-        LayoutData(
+    func layout(title: String, context: some PageContext) -> LayoutData {
+        let user = context.signedInUser
+        return LayoutData(
             siteName: self.siteName,
-            title: title,
+            title: title == self.siteName ? title : "\(title) · \(self.siteName)",
             cspNonce: context.cspNonce,
+            csrfToken: context.csrfToken,
             stylesheetURL: self.assets.url("app.css"),
             scriptURL: self.assets.url("app.js"),
             iconURL: self.assets.url("icon.svg"),
-            year: Calendar(identifier: .gregorian).component(.year, from: Date())
+            year: Calendar(identifier: .gregorian).component(.year, from: Date()),
+            signedIn: user != nil,
+            userName: user.map { $0.displayName.isEmpty ? $0.email : $0.displayName } ?? "",
+            isAdmin: user?.role == .admin
         )
     }
 

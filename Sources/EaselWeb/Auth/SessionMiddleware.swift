@@ -1,0 +1,88 @@
+import EaselCore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Finds the session named by the cookie and puts the signed-in person in the context. Also
+/// keeps the anonymous CSRF cookie for forms shown before sign-in.
+struct SessionMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let accounts: AccountService
+    let cookies: CookiePolicy
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        // Static files and probes need no session lookup.
+        let path = request.uri.path
+        if path.hasPrefix("/static/") || path == "/healthz" || path == "/readyz" {
+            return try await next(request, context)
+        }
+        var clearSession = false
+        if let token = request.cookies[self.cookies.sessionName]?.value, !token.isEmpty {
+            if let (session, user) = try await self.accounts.authenticate(token: token) {
+                context.identity = Identity(user: user, session: session)
+            } else {
+                clearSession = true
+            }
+        }
+        var newCSRF: String?
+        if context.identity == nil {
+            if let existing = request.cookies[self.cookies.csrfName]?.value, existing.count >= 32 {
+                context.anonymousCSRF = existing
+            } else {
+                newCSRF = SecureToken.make()
+                context.anonymousCSRF = newCSRF
+            }
+        }
+        var response = try await next(request, context)
+        if clearSession { response.setCookie(self.cookies.clearedSession()) }
+        if let newCSRF, request.method == .get || request.method == .head {
+            response.setCookie(self.cookies.csrf(newCSRF))
+        }
+        return response
+    }
+}
+
+/// Refuses state-changing requests made with a cookie unless they carry the synchronizer
+/// token (form field `_csrf` or header `X-CSRF-Token`) and, when the browser sends one, an
+/// Origin matching the public URL. Requests with an API key (no cookie involved) pass.
+struct CSRFMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let publicOrigin: String
+    static let formField = "_csrf"
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard ![.get, .head, .options].contains(request.method) else { return try await next(request, context) }
+        if request.headers[.authorization]?.lowercased().hasPrefix("bearer ") == true, context.identity == nil {
+            return try await next(request, context)
+        }
+        if let origin = request.headers[.origin], origin != self.publicOrigin {
+            throw Self.refusal("This request came from another site (\(origin)), so it was refused.")
+        }
+        let expected = context.csrfToken
+        var request = request
+        var sent = request.headers[HTTPField.Name("X-CSRF-Token")!]
+        if sent == nil, request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true {
+            let body = try await request.collectBody(upTo: context.maxUploadSize)
+            sent = Self.formValue(Self.formField, in: String(buffer: body))
+        }
+        guard !expected.isEmpty, let sent, SecureToken.equal(sent, expected) else {
+            throw Self.refusal("This form has expired or did not come from this site. Go back, reload the page and try again.")
+        }
+        return try await next(request, context)
+    }
+
+    static func refusal(_ message: String) -> WebError {
+        WebError(.forbidden, code: "csrf_failed", message: message)
+    }
+
+    static func formValue(_ name: String, in body: String) -> String? {
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == name else { continue }
+            return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        }
+        return nil
+    }
+}

@@ -1,0 +1,100 @@
+import EaselCore
+import EaselStore
+import Foundation
+import Hummingbird
+
+/// The signed-in person's account page: who they are and where they are signed in.
+struct SettingsController {
+    let database: AppDatabase
+    let views: ViewRenderer
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        let group = router.group("account", context: SignedInContext.self)
+        group.get(use: self.account)
+        group.post("sessions/:id/revoke", use: self.revoke)
+        group.post("sessions/revoke-others", use: self.revokeOthers)
+    }
+
+    struct SessionRow: Sendable {
+        var id: Int64
+        var device: String
+        var ip: String
+        var lastSeen: String
+        var current: Bool
+    }
+
+    struct AccountPage: Sendable {
+        var layout: LayoutData
+        var email: String
+        var displayName: String
+        var role: String
+        var memberSince: String
+        var sessions: [SessionRow]
+        var otherSessions: Bool
+        var twoFactor: Bool
+        var notice: String?
+    }
+
+    @Sendable func account(_ request: Request, context: SignedInContext) async throws -> Response {
+        let user = context.user
+        let sessions = try await self.database.sessions(userID: user.id!)
+        let rows = sessions.map { session in
+            SessionRow(
+                id: session.id!, device: DeviceName.describe(userAgent: session.userAgent), ip: session.ip,
+                lastSeen: Self.format(session.lastSeenAt), current: session.id == context.identity.session.id
+            )
+        }
+        let notice: String? =
+            switch request.uri.queryParameters["notice"].map(String.init) {
+            case "revoked": "That session is signed out."
+            case "revoked-others": "Every other session is signed out."
+            default: nil
+            }
+        let page = AccountPage(
+            layout: self.views.layout(title: "Your account", context: context), email: user.email,
+            displayName: user.displayName.isEmpty ? "—" : user.displayName, role: user.role == .admin ? "Administrator" : "Member",
+            memberSince: Self.format(user.createdAt), sessions: rows, otherSessions: rows.count > 1, twoFactor: user.hasTwoFactor,
+            notice: notice
+        )
+        return try self.views.render(page, template: "account")
+    }
+
+    @Sendable func revoke(_ request: Request, context: SignedInContext) async throws -> Response {
+        let id = try context.parameters.require("id", as: Int64.self)
+        guard try await self.database.deleteSession(id: id, userID: context.user.id!) else {
+            throw WebError.notFound("That session no longer exists.")
+        }
+        return Response(status: .seeOther, headers: [.location: "/account?notice=revoked"])
+    }
+
+    @Sendable func revokeOthers(_ request: Request, context: SignedInContext) async throws -> Response {
+        try await self.database.deleteSessions(userID: context.user.id!, keeping: context.identity.session.id)
+        return Response(status: .seeOther, headers: [.location: "/account?notice=revoked-others"])
+    }
+
+    static func format(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+        return formatter.string(from: date)
+    }
+}
+
+/// "Firefox on Linux" from a User-Agent header: enough for a person to recognise a device.
+enum DeviceName {
+    static func describe(userAgent: String) -> String {
+        let ua = userAgent
+        let browser: String =
+            if ua.contains("Edg/") { "Edge" } else if ua.contains("OPR/") { "Opera" } else if ua.contains("Firefox/") {
+                "Firefox"
+            } else if ua.contains("Chrome/") || ua.contains("Chromium/") { "Chrome" } else if ua.contains("Safari/") {
+                "Safari"
+            } else if ua.lowercased().contains("curl") { "curl" } else if ua.isEmpty { "Unknown browser" } else { "Another program" }
+        let system: String? =
+            if ua.contains("iPhone") || ua.contains("iPad") { "iOS" } else if ua.contains("Android") { "Android" } else if ua.contains("Mac OS X") {
+                "macOS"
+            } else if ua.contains("Windows") { "Windows" } else if ua.contains("CrOS") { "ChromeOS" } else if ua.contains("Linux") { "Linux" } else { nil }
+        return system.map { "\(browser) on \($0)" } ?? browser
+    }
+}
