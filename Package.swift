@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "EaselWeb",
             dependencies: [
-                "EaselCore", "EaselStore", "EaselBlobs", "EaselAssets",
+                "EaselCore", "EaselStore", "EaselBlobs", "EaselIntegrations", "EaselAssets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -161,6 +161,7 @@ let package = Package(
             dependencies: [
                 "EaselWeb", "EaselApp", "EaselCore", "EaselStore", "EaselBlobs", "EaselTestSupport",
                 .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

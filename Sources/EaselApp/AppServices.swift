@@ -19,6 +19,8 @@ public struct AppServices: Sendable {
     public let scheduler: Scheduler
     public let accounts: AccountService
     public let twoFactor: TwoFactorService
+    /// Nil when no OpenID Connect client is configured.
+    public let externalSignIn: ExternalSignIn?
     public let mailer: MailDispatcher
     public let httpClient: HTTPClient
     public let logger: Logger
@@ -55,8 +57,24 @@ public struct AppServices: Sendable {
             logger: logger.with(label: "easel.accounts")
         )
         let twoFactor = TwoFactorService(database: database, mails: mails, issuer: config.siteName)
+        var externalSignIn: ExternalSignIn?
+        if let oidc = config.oidc {
+            let client = try OIDCClient(
+                configuration: OIDCConfiguration(
+                    issuer: oidc.issuer, clientID: oidc.clientID, clientSecret: oidc.clientSecret,
+                    redirectURI: config.publicURL.appending(path: "auth/oidc/callback"),
+                    // Plain http only for an issuer on this machine (tests, local identity providers).
+                    allowInsecureLoopback: true
+                ),
+                httpClient: httpClient, logger: logger.with(label: "easel.oidc")
+            )
+            externalSignIn = ExternalSignIn(
+                buttonLabel: oidc.buttonLabel, client: client, database: database, settings: accountSettings, logger: logger.with(label: "easel.oidc")
+            )
+        }
         let mailer = MailDispatcher(
-            database: database, transport: nil, from: Self.mailAddress(config.mailFrom), logger: logger.with(label: "easel.mail")
+            database: database, transport: Self.makeMailTransport(config: config, httpClient: httpClient, logger: logger),
+            from: Self.mailAddress(config.mailFrom), logger: logger.with(label: "easel.mail")
         )
         var jobs = [
             MaintenanceJobs.databaseUpkeep(database: database, sessionIdle: config.sessionIdle.seconds),
@@ -68,7 +86,7 @@ public struct AppServices: Sendable {
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
         return AppServices(
             config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
-            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, mailer: mailer, httpClient: httpClient, logger: logger
+            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger
         )
     }
 
@@ -90,6 +108,35 @@ public struct AppServices: Sendable {
                 ),
                 httpClient: httpClient,
                 logger: logger.with(label: "easel.s3")
+            )
+        }
+    }
+
+    /// Nil for EASEL_MAIL=log: mail stays in the admin mailbox.
+    static func makeMailTransport(config: EaselConfig, httpClient: HTTPClient, logger: Logger) -> (any MailTransport)? {
+        switch config.mail {
+        case .log:
+            return nil
+        case .smtp:
+            guard let smtp = config.smtp else { preconditionFailure("load() requires SMTP settings for EASEL_MAIL=smtp") }
+            let security: SMTPConfiguration.Security =
+                switch smtp.security {
+                case .starttls: .startTLS
+                case .tls: .tls
+                case .none: .none
+                }
+            return SMTPTransport(
+                configuration: SMTPConfiguration(
+                    host: smtp.host, port: smtp.port, security: security, username: smtp.username, password: smtp.password,
+                    tlsServerName: smtp.tlsServerName, caCertificateFile: smtp.caFile, clientName: config.publicURL.host ?? "localhost"
+                ),
+                logger: logger.with(label: "easel.mail.smtp")
+            )
+        case .resend:
+            guard let resend = config.resend else { preconditionFailure("load() requires Resend settings for EASEL_MAIL=resend") }
+            return ResendTransport(
+                configuration: ResendConfiguration(apiKey: resend.apiKey, baseURL: resend.baseURL.absoluteString),
+                httpClient: httpClient, logger: logger.with(label: "easel.mail.resend")
             )
         }
     }

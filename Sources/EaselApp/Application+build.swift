@@ -29,6 +29,7 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
         database: services.database,
         accounts: services.accounts,
         twoFactor: services.twoFactor,
+        externalSignIn: services.externalSignIn,
         secretKey: services.secretKey,
         mailTransport: services.mailer.transportName,
         mailQueued: { [scheduler = services.scheduler] in scheduler.wake("mail") }

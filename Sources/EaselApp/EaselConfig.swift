@@ -8,7 +8,31 @@ public struct EaselConfig: Sendable {
     public enum Storage: String, Sendable, CaseIterable { case disk, s3 }
     public enum Signup: String, Sendable, CaseIterable { case open, invite, closed }
     /// Where mail goes: `log` keeps it in the admin mailbox page only.
-    public enum MailTransportKind: String, Sendable, CaseIterable { case log }
+    public enum MailTransportKind: String, Sendable, CaseIterable { case log, smtp, resend }
+    public enum SMTPSecurity: String, Sendable, CaseIterable { case starttls, tls, none }
+
+    public struct SMTP: Sendable {
+        public var host: String
+        public var port: Int
+        public var security: SMTPSecurity
+        public var username: String?
+        public var password: String?
+        public var caFile: String?
+        public var tlsServerName: String?
+    }
+
+    public struct Resend: Sendable {
+        public var apiKey: String
+        public var baseURL: URL
+    }
+
+    /// OpenID Connect sign-in ("Sign in with Google" by default); nil when no client id is set.
+    public struct OIDC: Sendable {
+        public var issuer: URL
+        public var clientID: String
+        public var clientSecret: String
+        public var buttonLabel: String
+    }
     public enum LogFormat: String, Sendable, CaseIterable { case text, json }
 
     public struct S3: Sendable {
@@ -53,6 +77,9 @@ public struct EaselConfig: Sendable {
     public var sessionMax: Duration
     public var mail: MailTransportKind
     public var mailFrom: String
+    public var smtp: SMTP?
+    public var resend: Resend?
+    public var oidc: OIDC?
 
     public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
     public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
@@ -148,6 +175,53 @@ extension EaselConfig {
             throw ConfigError(key: Key.mailFrom.env, problem: "must be an address like \"Easel <noreply@example.org>\" (got \"\(mailFrom)\")")
         }
 
+        let mail = try settings.choice(Key.mail, default: MailTransportKind.log)
+        var smtp: SMTP?
+        var resend: Resend?
+        switch mail {
+        case .log:
+            break
+        case .smtp:
+            guard let host = settings.string(Key.smtpHost) else {
+                throw ConfigError(key: Key.smtpHost.env, problem: "is required when EASEL_MAIL=smtp")
+            }
+            let security = try settings.choice(Key.smtpSecurity, default: SMTPSecurity.starttls)
+            let defaultPort = switch security {
+            case .starttls: 587
+            case .tls: 465
+            case .none: 25
+            }
+            let username = settings.string(Key.smtpUsername)
+            let password = try settings.secret(Key.smtpPassword)
+            if (username == nil) != (password == nil) {
+                throw ConfigError(key: username == nil ? Key.smtpUsername.env : Key.smtpPassword.env, problem: "set both EASEL_SMTP_USERNAME and EASEL_SMTP_PASSWORD, or neither")
+            }
+            let caFile = settings.string(Key.smtpCAFile)
+            if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+                throw ConfigError(key: Key.smtpCAFile.env, problem: "cannot read the file \(caFile)")
+            }
+            smtp = SMTP(
+                host: host, port: try settings.int(Key.smtpPort, default: defaultPort, range: 1...65535), security: security,
+                username: username, password: password, caFile: caFile, tlsServerName: settings.string(Key.smtpTLSServerName)
+            )
+        case .resend:
+            guard let apiKey = try settings.secret(Key.resendAPIKey) else {
+                throw ConfigError(key: Key.resendAPIKey.env, problem: "is required when EASEL_MAIL=resend (or set EASEL_RESEND_API_KEY_FILE)")
+            }
+            resend = Resend(apiKey: apiKey, baseURL: try settings.url(Key.resendBaseURL, default: "https://api.resend.com"))
+        }
+
+        var oidc: OIDC?
+        if let clientID = settings.string(Key.oidcClientID) {
+            guard let secret = try settings.secret(Key.oidcClientSecret) else {
+                throw ConfigError(key: Key.oidcClientSecret.env, problem: "is required when EASEL_OIDC_CLIENT_ID is set")
+            }
+            oidc = OIDC(
+                issuer: try settings.url(Key.oidcIssuer, default: "https://accounts.google.com"), clientID: clientID, clientSecret: secret,
+                buttonLabel: settings.string(Key.oidcButtonLabel) ?? "Sign in with Google"
+            )
+        }
+
         return EaselConfig(
             publicURL: publicURL,
             host: settings.string(Key.host) ?? "127.0.0.1",
@@ -169,8 +243,11 @@ extension EaselConfig {
             minimumAge: try settings.int(Key.minAge, default: 13, range: 0...120),
             sessionIdle: sessionIdle,
             sessionMax: sessionMax,
-            mail: try settings.choice(Key.mail, default: MailTransportKind.log),
-            mailFrom: mailFrom
+            mail: mail,
+            mailFrom: mailFrom,
+            smtp: smtp,
+            resend: resend,
+            oidc: oidc
         )
     }
 
@@ -198,6 +275,21 @@ extension EaselConfig {
             "EASEL_MAIL=\(self.mail.rawValue)",
             "EASEL_MAIL_FROM=\(self.mailFrom)",
         ]
+        if let smtp = self.smtp {
+            lines += [
+                "EASEL_SMTP_HOST=\(smtp.host)", "EASEL_SMTP_PORT=\(smtp.port)", "EASEL_SMTP_SECURITY=\(smtp.security.rawValue)",
+                "EASEL_SMTP_USERNAME=\(smtp.username ?? "")", "EASEL_SMTP_PASSWORD=\(smtp.password == nil ? "" : "********")",
+            ]
+        }
+        if let resend = self.resend {
+            lines += ["EASEL_RESEND_API_KEY=********", "EASEL_RESEND_BASE_URL=\(resend.baseURL.absoluteString)"]
+        }
+        if let oidc = self.oidc {
+            lines += [
+                "EASEL_OIDC_ISSUER=\(oidc.issuer.absoluteString)", "EASEL_OIDC_CLIENT_ID=\(oidc.clientID)",
+                "EASEL_OIDC_CLIENT_SECRET=********", "EASEL_OIDC_BUTTON_LABEL=\(oidc.buttonLabel)",
+            ]
+        }
         if self.devAssets { lines.append("EASEL_ASSETS_DIR=\(self.assetsDirectory.path)") }
         if let s3 = self.s3 {
             lines += [

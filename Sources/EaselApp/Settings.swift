@@ -49,12 +49,27 @@ public enum Key {
     public static let sessionMax = SettingKey("session.max", "EASEL_SESSION_MAX")
     public static let mail = SettingKey("mail", "EASEL_MAIL")
     public static let mailFrom = SettingKey("mail.from", "EASEL_MAIL_FROM")
+    public static let smtpHost = SettingKey("smtp.host", "EASEL_SMTP_HOST")
+    public static let smtpPort = SettingKey("smtp.port", "EASEL_SMTP_PORT")
+    public static let smtpSecurity = SettingKey("smtp.security", "EASEL_SMTP_SECURITY")
+    public static let smtpUsername = SettingKey("smtp.username", "EASEL_SMTP_USERNAME")
+    public static let smtpPassword = SettingKey("smtp.password", "EASEL_SMTP_PASSWORD", secret: true)
+    public static let smtpCAFile = SettingKey("smtp.caFile", "EASEL_SMTP_CA_FILE")
+    public static let smtpTLSServerName = SettingKey("smtp.tlsServerName", "EASEL_SMTP_TLS_SERVER_NAME")
+    public static let resendAPIKey = SettingKey("resend.apiKey", "EASEL_RESEND_API_KEY", secret: true)
+    public static let resendBaseURL = SettingKey("resend.baseUrl", "EASEL_RESEND_BASE_URL")
+    public static let oidcIssuer = SettingKey("oidc.issuer", "EASEL_OIDC_ISSUER")
+    public static let oidcClientID = SettingKey("oidc.clientId", "EASEL_OIDC_CLIENT_ID")
+    public static let oidcClientSecret = SettingKey("oidc.clientSecret", "EASEL_OIDC_CLIENT_SECRET", secret: true)
+    public static let oidcButtonLabel = SettingKey("oidc.buttonLabel", "EASEL_OIDC_BUTTON_LABEL")
 
     public static let all: [SettingKey] = [
         publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
         storage, s3Endpoint, s3Region, s3Bucket, s3AccessKeyID, s3SecretAccessKey, s3PathStyle,
         backupInterval, backupKeep, tlsCertFile, tlsKeyFile, tlsRedirectPort,
         signup, signupDomains, minAge, sessionIdle, sessionMax, mail, mailFrom,
+        smtpHost, smtpPort, smtpSecurity, smtpUsername, smtpPassword, smtpCAFile, smtpTLSServerName,
+        resendAPIKey, resendBaseURL, oidcIssuer, oidcClientID, oidcClientSecret, oidcButtonLabel,
     ]
 }
 

@@ -74,6 +74,16 @@ extension AppDatabase {
                 t.column("used_at", .datetime)
             }
             try db.create(index: "email_token_by_user", on: "email_token", columns: ["user_id", "purpose"])
+            // Sign-in identities at OpenID Connect providers, linked by (issuer, subject).
+            try db.create(table: "identity") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("user_id", .integer).notNull().indexed().references("user", onDelete: .cascade)
+                t.column("issuer", .text).notNull()
+                t.column("subject", .text).notNull()
+                t.column("email", .text)
+                t.column("created_at", .datetime).notNull()
+                t.uniqueKey(["issuer", "subject"])
+            }
             try db.create(table: "recovery_code") { t in
                 t.autoIncrementedPrimaryKey("id")
                 t.column("user_id", .integer).notNull().indexed().references("user", onDelete: .cascade)

@@ -17,6 +17,7 @@ public struct WebDependencies: Sendable {
     public var database: AppDatabase
     public var accounts: AccountService
     public var twoFactor: TwoFactorService
+    public var externalSignIn: ExternalSignIn?
     /// EASEL_SECRET_KEY, for signing short-lived browser state.
     public var secretKey: String
     /// "log", "smtp" or "resend", shown on the admin mailbox.
@@ -27,6 +28,7 @@ public struct WebDependencies: Sendable {
     public init(
         siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
         servesTLS: Bool, publicURL: URL, database: AppDatabase, accounts: AccountService, twoFactor: TwoFactorService,
+        externalSignIn: ExternalSignIn? = nil,
         secretKey: String, mailTransport: String,
         mailQueued: @escaping @Sendable () -> Void
     ) {
@@ -40,6 +42,7 @@ public struct WebDependencies: Sendable {
         self.database = database
         self.accounts = accounts
         self.twoFactor = twoFactor
+        self.externalSignIn = externalSignIn
         self.secretKey = secretKey
         self.mailTransport = mailTransport
         self.mailQueued = mailQueued
@@ -48,7 +51,7 @@ public struct WebDependencies: Sendable {
 
 /// Every route of the site, in one place.
 public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestContext> {
-    let views = ViewRenderer(assets: dependencies.assets, siteName: dependencies.siteName)
+    let views = ViewRenderer(assets: dependencies.assets, siteName: dependencies.siteName, externalSignInLabel: dependencies.externalSignIn?.buttonLabel)
     let router = Router(context: AppRequestContext.self)
     // Outermost first: headers go on every response, errors included.
     router.add(middleware: SecurityHeadersMiddleware(strictTransportSecurity: dependencies.servesTLS))
@@ -72,6 +75,14 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
         accounts: dependencies.accounts, views: views, cookies: cookies, mailQueued: dependencies.mailQueued,
         startTwoFactor: { user in twoFactor.startChallenge(for: user) }, devMailbox: dependencies.mailTransport == "log"
     ).addRoutes(to: router)
+    if let external = dependencies.externalSignIn {
+        ExternalSignInController(
+            external: external, accounts: dependencies.accounts, database: dependencies.database, views: views, cookies: cookies,
+            flowSigner: SignedValue(secret: dependencies.secretKey, purpose: "easel oidc flow v1"),
+            pendingSigner: SignedValue(secret: dependencies.secretKey, purpose: "easel oidc pending account v1"),
+            startTwoFactor: { user in twoFactor.startChallenge(for: user) }
+        ).addRoutes(to: router)
+    }
     SettingsController(database: dependencies.database, views: views).addRoutes(to: router)
     AdminMailboxController(database: dependencies.database, views: views, transport: dependencies.mailTransport).addRoutes(to: router)
     return router

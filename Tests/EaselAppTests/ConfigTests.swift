@@ -40,6 +40,18 @@ struct ConfigTests {
         #expect(config.logFormat == .text)
         #expect(config.secretKey == nil)
         #expect(config.tls == nil)
+        #expect(config.mail == .log)
+        #expect(config.signup == .open)
+        #expect(config.minimumAge == 13)
+        #expect(config.oidc == nil)
+        #expect(config.mailFrom == "Easel <noreply@localhost>")
+    }
+
+    @Test("SMTP settings get the port of their security mode by default")
+    func smtpDefaults() async throws {
+        let config = try await self.load(["EASEL_MAIL": "smtp", "EASEL_SMTP_HOST": "mail.example.org", "EASEL_SMTP_SECURITY": "tls"])
+        #expect(config.smtp?.port == 465)
+        #expect(try await self.load(["EASEL_MAIL": "smtp", "EASEL_SMTP_HOST": "mail.example.org"]).smtp?.port == 587)
     }
 
     @Test("The command line wins over the environment, which wins over .env")
@@ -84,6 +96,19 @@ struct ConfigTests {
         (["EASEL_TLS_KEY_FILE": "/etc/hostname"], "EASEL_TLS_CERT_FILE"),
         (["EASEL_TLS_CERT_FILE": "/nonexistent.pem", "EASEL_TLS_KEY_FILE": "/etc/hostname"], "EASEL_TLS_CERT_FILE"),
         (["EASEL_TLS_REDIRECT_PORT": "8081"], "EASEL_TLS_REDIRECT_PORT"),
+        (["EASEL_SIGNUP": "sometimes"], "EASEL_SIGNUP"),
+        (["EASEL_SIGNUP_DOMAINS": "example.org, not a domain"], "EASEL_SIGNUP_DOMAINS"),
+        (["EASEL_MIN_AGE": "200"], "EASEL_MIN_AGE"),
+        (["EASEL_SESSION_IDLE": "60d", "EASEL_SESSION_MAX": "30d"], "EASEL_SESSION_IDLE"),
+        (["EASEL_MAIL": "pigeon"], "EASEL_MAIL"),
+        (["EASEL_MAIL": "smtp"], "EASEL_SMTP_HOST"),
+        (["EASEL_MAIL": "smtp", "EASEL_SMTP_HOST": "mail.example.org", "EASEL_SMTP_SECURITY": "ssl3"], "EASEL_SMTP_SECURITY"),
+        (["EASEL_MAIL": "smtp", "EASEL_SMTP_HOST": "mail.example.org", "EASEL_SMTP_USERNAME": "easel"], "EASEL_SMTP_PASSWORD"),
+        (["EASEL_MAIL": "smtp", "EASEL_SMTP_HOST": "mail.example.org", "EASEL_SMTP_PORT": "0"], "EASEL_SMTP_PORT"),
+        (["EASEL_MAIL": "resend"], "EASEL_RESEND_API_KEY"),
+        (["EASEL_MAIL_FROM": "nobody"], "EASEL_MAIL_FROM"),
+        (["EASEL_OIDC_CLIENT_ID": "abc.apps.googleusercontent.com"], "EASEL_OIDC_CLIENT_SECRET"),
+        (["EASEL_OIDC_CLIENT_ID": "abc", "EASEL_OIDC_CLIENT_SECRET": "s", "EASEL_OIDC_ISSUER": "accounts.google.com"], "EASEL_OIDC_ISSUER"),
         (["EASEL_TLS_CERT_FILE": "/etc/hostname", "EASEL_TLS_KEY_FILE": "/etc/hostname", "EASEL_TLS_REDIRECT_PORT": "8080"], "EASEL_TLS_REDIRECT_PORT"),
     ]
 

@@ -8,26 +8,13 @@ import Testing
 
 @testable import EaselBlobs
 
-/// Starts one S3 peer (moto, checking every signature) for the suite it marks, and stops it after.
-struct S3PeerScope: SuiteTrait, TestScoping {
+/// The S3 peer (moto, checking every signature) of the suite marked `.s3Peer`, started before it and stopped after.
+enum S3PeerScope {
     @TaskLocal static var peer: S3Peer?
-
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let peer = try await S3Peer.start()
-        do {
-            try await Self.$peer.withValue(peer) {
-                try await function()
-            }
-        } catch {
-            await peer.stop()
-            throw error
-        }
-        await peer.stop()
-    }
 }
 
-extension Trait where Self == S3PeerScope {
-    static var s3Peer: Self { Self() }
+extension Trait where Self == PeerScope<S3Peer> {
+    static var s3Peer: Self { Self(S3PeerScope.$peer, start: { try await S3Peer.start() }, stop: { await $0.stop() }) }
 }
 
 @Suite("S3BlobStore against a real S3 server", .s3Peer)

@@ -5,26 +5,13 @@ import Testing
 
 @testable import EaselIntegrations
 
-/// Starts one Resend API peer for the suite it marks, and stops it after.
-struct ResendPeerScope: SuiteTrait, TestScoping {
+/// The Resend API peer of the suite marked `.resendPeer`, started before it and stopped after.
+enum ResendPeerScope {
     @TaskLocal static var peer: ResendPeer?
-
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let peer = try await ResendPeer.start()
-        do {
-            try await Self.$peer.withValue(peer) {
-                try await function()
-            }
-        } catch {
-            await peer.stop()
-            throw error
-        }
-        await peer.stop()
-    }
 }
 
-extension Trait where Self == ResendPeerScope {
-    static var resendPeer: Self { Self() }
+extension Trait where Self == PeerScope<ResendPeer> {
+    static var resendPeer: Self { Self(ResendPeerScope.$peer, start: { try await ResendPeer.start() }, stop: { await $0.stop() }) }
 }
 
 @Suite("ResendTransport against a stand-in of Resend's API", .resendPeer)

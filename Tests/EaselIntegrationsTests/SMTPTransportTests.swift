@@ -5,26 +5,13 @@ import Testing
 
 @testable import EaselIntegrations
 
-/// Starts one SMTP peer (aiosmtpd) for the suite it marks, and stops it after.
-struct SMTPPeerScope: SuiteTrait, TestScoping {
+/// The SMTP peer (aiosmtpd) of the suite marked `.smtpPeer`, started before it and stopped after.
+enum SMTPPeerScope {
     @TaskLocal static var peer: SMTPPeer?
-
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
-        let peer = try await SMTPPeer.start()
-        do {
-            try await Self.$peer.withValue(peer) {
-                try await function()
-            }
-        } catch {
-            await peer.stop()
-            throw error
-        }
-        await peer.stop()
-    }
 }
 
-extension Trait where Self == SMTPPeerScope {
-    static var smtpPeer: Self { Self() }
+extension Trait where Self == PeerScope<SMTPPeer> {
+    static var smtpPeer: Self { Self(SMTPPeerScope.$peer, start: { try await SMTPPeer.start() }, stop: { await $0.stop() }) }
 }
 
 @Suite("SMTPTransport against a real SMTP server", .smtpPeer)

@@ -27,7 +27,7 @@ public final class OIDCIssuerPeer: Sendable {
     public static let testName = "Ada Lovelace"
     public static let testPicture = URL(string: "https://images.example.test/ada.png")!
 
-    private let process: OIDCPeerProcess
+    private let peer: PythonPeer
     private let logger: Logger
 
     /// What the next ID token does wrong.
@@ -72,37 +72,16 @@ public final class OIDCIssuerPeer: Sendable {
 
     /// Starts the peer and waits (up to `timeout`) for it to say where it listens.
     public static func start(
-        repositoryRoot: URL = Checkout.root,
         timeout: Duration = .seconds(90),
         logger: Logger = Logger(label: "easel.tests.oidc-issuer")
     ) async throws -> OIDCIssuerPeer {
-        let python = Checkout.venv.appending(path: "bin/python")
-        let script = repositoryRoot.appending(path: "Tests/peers/oidc_issuer.py")
-        guard FileManager.default.isExecutableFile(atPath: python.path) else {
-            throw OIDCIssuerPeerError(
-                "the OIDC test issuer needs \(python.path), which does not exist. Run `make test` (it creates .venv from "
-                    + "Tests/peers/requirements.txt), or: python3 -m venv .venv && .venv/bin/pip install -r Tests/peers/requirements.txt"
-            )
-        }
-
-        let process = try OIDCPeerProcess(python: python, script: script)
-        // If the peer hangs before answering, ending it closes its stdout and so ends the wait.
-        let watchdog = Task {
-            try await Task.sleep(for: timeout)
-            process.terminate()
-        }
-        let firstLine = await process.readLine()
-        watchdog.cancel()
-
-        guard let firstLine, let announcement = try? JSONDecoder().decode(Announcement.self, from: Data(firstLine.utf8)),
+        let (peer, line) = try await PythonPeer.start(script: "oidc_issuer.py", label: "OIDC", timeout: timeout)
+        guard let announcement = try? JSONDecoder().decode(Announcement.self, from: Data(line.utf8)),
             let issuer = URL(string: announcement.issuer), let redirectURI = URL(string: announcement.redirectURI)
         else {
-            process.terminate()
-            let detail = process.errorOutput()
-            process.removeErrorOutput()
-            throw OIDCIssuerPeerError("the OIDC test issuer (\(script.path)) did not start within \(timeout). Its error output:\n\(detail)")
+            await peer.stop()
+            throw TestPeerError("the OIDC test issuer announced something unexpected: \(line)")
         }
-
         logger.info("OIDC issuer peer started", metadata: ["issuer": .string(issuer.absoluteString)])
         return OIDCIssuerPeer(
             issuer: issuer,
@@ -110,7 +89,7 @@ public final class OIDCIssuerPeer: Sendable {
             clientSecret: announcement.clientSecret,
             redirectURI: redirectURI,
             initialKeyID: announcement.kid,
-            process: process,
+            peer: peer,
             logger: logger
         )
     }
@@ -121,7 +100,7 @@ public final class OIDCIssuerPeer: Sendable {
         clientSecret: String,
         redirectURI: URL,
         initialKeyID: String,
-        process: OIDCPeerProcess,
+        peer: PythonPeer,
         logger: Logger
     ) {
         self.issuer = issuer
@@ -129,7 +108,7 @@ public final class OIDCIssuerPeer: Sendable {
         self.clientSecret = clientSecret
         self.redirectURI = redirectURI
         self.initialKeyID = initialKeyID
-        self.process = process
+        self.peer = peer
         self.logger = logger
     }
 
@@ -144,7 +123,7 @@ public final class OIDCIssuerPeer: Sendable {
     public func rotateKeys(keepingOld: Bool = true) async throws -> String {
         let reply = try await self.command(["command": "rotate_keys", "keep_old": keepingOld])
         guard let kid = reply["kid"] as? String else {
-            throw OIDCIssuerPeerError("the OIDC test issuer did not name its new key")
+            throw TestPeerError("the OIDC test issuer did not name its new key")
         }
         return kid
     }
@@ -179,23 +158,16 @@ public final class OIDCIssuerPeer: Sendable {
 
     /// Closes the peer's stdin (it then exits) and waits for it, ending it after five seconds.
     public func stop() async {
-        self.process.closeInput()
-        for _ in 0..<100 where self.process.isRunning {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        self.process.terminate()
-        self.process.removeErrorOutput()
+        await self.peer.stop()
         self.logger.info("OIDC issuer peer stopped", metadata: ["issuer": .string(self.issuer.absoluteString)])
     }
 
     /// Sends one JSON command line and returns the peer's JSON answer, which must say ok.
     private func command(_ command: [String: Any]) async throws -> [String: Any] {
         let line = String(decoding: try JSONSerialization.data(withJSONObject: command), as: UTF8.self)
-        let answer = await self.process.request(line)
-        guard let answer, let object = try? JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any],
-            object["ok"] as? Bool == true
-        else {
-            throw OIDCIssuerPeerError("the OIDC test issuer refused \(line): \(answer ?? "no answer")")
+        let answer = try await self.peer.request(line)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(answer.utf8)) as? [String: Any], object["ok"] as? Bool == true else {
+            throw TestPeerError("the OIDC test issuer refused \(line): \(answer)")
         }
         return object
     }
@@ -214,121 +186,5 @@ public final class OIDCIssuerPeer: Sendable {
             case redirectURI = "redirect_uri"
             case kid
         }
-    }
-}
-
-/// The peer's process and pipes: commands go in on stdin as JSON lines, answers come out on
-/// stdout as JSON lines, and stderr goes to a temporary file shown when the peer fails to start.
-///
-/// `@unchecked Sendable`: every use of the process, the pipes and the read buffer holds `lock`.
-private final class OIDCPeerProcess: @unchecked Sendable {
-    private let lock = NSLock()
-    private let process: Process
-    private let input: FileHandle
-    private let output: FileHandle
-    private let errorLog: URL
-    private var buffered = Data()
-    private var inputClosed = false
-
-    init(python: URL, script: URL) throws {
-        self.errorLog = FileManager.default.temporaryDirectory.appending(path: "easel-oidc-issuer-\(UUID().uuidString).log")
-        guard FileManager.default.createFile(atPath: self.errorLog.path, contents: nil) else {
-            throw OIDCIssuerPeerError("could not create \(self.errorLog.path) for the OIDC test issuer's error output")
-        }
-        let errorHandle = try FileHandle(forWritingTo: self.errorLog)
-        defer { try? errorHandle.close() }
-
-        let stdin = Pipe()
-        let stdout = Pipe()
-        self.process = Process()
-        self.process.executableURL = python
-        self.process.arguments = [script.path]
-        var environment = ProcessInfo.processInfo.environment
-        environment["PYTHONUNBUFFERED"] = "1"
-        self.process.environment = environment
-        self.process.standardInput = stdin
-        self.process.standardOutput = stdout
-        self.process.standardError = errorHandle
-        self.input = stdin.fileHandleForWriting
-        self.output = stdout.fileHandleForReading
-        try self.process.run()
-    }
-
-    var isRunning: Bool {
-        self.lock.withLock { self.process.isRunning }
-    }
-
-    /// Reads one line off the cooperative pool, since the read blocks.
-    func readLine() async -> String? {
-        await self.onThread { self.readLineLocked() }
-    }
-
-    /// Sends one command line and reads its answer; one command at a time.
-    func request(_ line: String) async -> String? {
-        await self.onThread {
-            guard !self.inputClosed else { return nil }
-            do {
-                try self.input.write(contentsOf: Data((line + "\n").utf8))
-            } catch {
-                return nil
-            }
-            return self.readLineLocked()
-        }
-    }
-
-    func closeInput() {
-        self.lock.withLock {
-            guard !self.inputClosed else { return }
-            self.inputClosed = true
-            try? self.input.close()
-        }
-    }
-
-    /// Not under `lock`: it must work while a blocked read holds the lock.
-    func terminate() {
-        if self.process.isRunning {
-            self.process.terminate()
-        }
-    }
-
-    func errorOutput() -> String {
-        guard let data = try? Data(contentsOf: self.errorLog) else { return "(none)" }
-        let text = String(decoding: data.suffix(4_000), as: UTF8.self)
-        return text.isEmpty ? "(none)" : text
-    }
-
-    func removeErrorOutput() {
-        try? FileManager.default.removeItem(at: self.errorLog)
-    }
-
-    private func onThread(_ work: @escaping @Sendable () -> String?) async -> String? {
-        await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                let result = self.lock.withLock { work() }
-                continuation.resume(returning: result)
-            }
-        }
-    }
-
-    /// Called with `lock` held.
-    private func readLineLocked() -> String? {
-        while true {
-            if let newline = self.buffered.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: self.buffered[self.buffered.startIndex..<newline], as: UTF8.self)
-                self.buffered = Data(self.buffered[self.buffered.index(after: newline)...])
-                return line
-            }
-            let data = self.output.availableData
-            if data.isEmpty { return nil }
-            self.buffered.append(data)
-        }
-    }
-}
-
-public struct OIDCIssuerPeerError: Error, CustomStringConvertible {
-    public var description: String
-
-    public init(_ description: String) {
-        self.description = description
     }
 }

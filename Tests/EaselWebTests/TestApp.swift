@@ -49,7 +49,7 @@ final class Browser: @unchecked Sendable {
         self.client = client
     }
 
-    var csrf: String { self.cookies["easel_csrf"] ?? "" }
+    var csrf: String { self.cookies["easel_csrf"] ?? self.cookies["__Host-easel_csrf"] ?? "" }
 
     @discardableResult
     func get(_ uri: String, headers: HTTPFields = [:]) async throws -> TestResponse {

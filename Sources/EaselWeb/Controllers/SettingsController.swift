@@ -23,6 +23,12 @@ struct SettingsController {
         var current: Bool
     }
 
+    struct IdentityRow: Sendable {
+        var id: Int64
+        var issuer: String
+        var email: String
+    }
+
     struct AccountPage: Sendable {
         var layout: LayoutData
         var email: String
@@ -32,6 +38,7 @@ struct SettingsController {
         var sessions: [SessionRow]
         var otherSessions: Bool
         var twoFactor: Bool
+        var identities: [IdentityRow]
         var notice: String?
     }
 
@@ -48,12 +55,15 @@ struct SettingsController {
             switch request.uri.queryParameters["notice"].map(String.init) {
             case "revoked": "That session is signed out."
             case "revoked-others": "Every other session is signed out."
+            case "linked": "Your account at the provider is connected: you can use it to sign in."
+            case "unlinked": "That account is disconnected."
             default: nil
             }
         let page = AccountPage(
             layout: self.views.layout(title: "Your account", context: context), email: user.email,
             displayName: user.displayName.isEmpty ? "—" : user.displayName, role: user.role == .admin ? "Administrator" : "Member",
             memberSince: Self.format(user.createdAt), sessions: rows, otherSessions: rows.count > 1, twoFactor: user.hasTwoFactor,
+            identities: try await self.database.identities(userID: user.id!).map { IdentityRow(id: $0.id!, issuer: URL(string: $0.issuer)?.host ?? $0.issuer, email: $0.email ?? "") },
             notice: notice
         )
         return try self.views.render(page, template: "account")

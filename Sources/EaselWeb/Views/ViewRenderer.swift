@@ -32,16 +32,20 @@ struct LayoutData: Sendable {
     var signedIn: Bool
     var userName: String
     var isAdmin: Bool
+    /// "Sign in with Google" when an OpenID Connect provider is configured.
+    var externalSignIn: String?
 }
 
 /// Renders typed view models with the mustache templates (HTML-escaped by default).
 public struct ViewRenderer: Sendable {
     let assets: AssetCatalog
     let siteName: String
+    let externalSignInLabel: String?
 
-    public init(assets: AssetCatalog, siteName: String) {
+    public init(assets: AssetCatalog, siteName: String, externalSignInLabel: String? = nil) {
         self.assets = assets
         self.siteName = siteName
+        self.externalSignInLabel = externalSignInLabel
     }
 
     func layout(title: String, context: some PageContext) -> LayoutData {
@@ -57,7 +61,8 @@ public struct ViewRenderer: Sendable {
             year: Calendar(identifier: .gregorian).component(.year, from: Date()),
             signedIn: user != nil,
             userName: user.map { $0.displayName.isEmpty ? $0.email : $0.displayName } ?? "",
-            isAdmin: user?.role == .admin
+            isAdmin: user?.role == .admin,
+            externalSignIn: self.externalSignInLabel
         )
     }
 

@@ -1,0 +1,162 @@
+import EaselCore
+import EaselIntegrations
+import EaselStore
+import Foundation
+import Hummingbird
+
+/// "Sign in with Google" (any OpenID Connect provider): leave for the provider, come back, then
+/// sign in, link to the signed-in account, or create an account after consent.
+struct ExternalSignInController {
+    let external: ExternalSignIn
+    let accounts: AccountService
+    let database: AppDatabase
+    let views: ViewRenderer
+    let cookies: CookiePolicy
+    /// Signs the cookie that carries state, nonce and verifier while the person is away.
+    let flowSigner: SignedValue
+    /// Signs the cookie that carries a verified identity waiting for consent.
+    let pendingSigner: SignedValue
+    let startTwoFactor: @Sendable (User) -> Response
+
+    var flowCookie: String { self.cookies.secure ? "__Host-easel_oidc" : "easel_oidc" }
+    var pendingCookie: String { self.cookies.secure ? "__Host-easel_oidc_new" : "easel_oidc_new" }
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("/auth/oidc/start", use: self.start)
+        router.get("/auth/oidc/callback", use: self.callback)
+        router.get("/auth/oidc/welcome", use: self.welcome)
+        router.post("/auth/oidc/create", use: self.create)
+        router.post("/account/identities/:id/unlink", use: self.unlink)
+    }
+
+    struct MessagePage: Sendable {
+        var layout: LayoutData
+        var error: String?
+        var email: String
+        var name: String
+        var minimumAge: Int
+    }
+
+    func refusal(_ message: String, context: AppRequestContext, status: HTTPResponse.Status = .badRequest) throws -> Response {
+        var response = try self.views.render(
+            MessagePage(layout: self.views.layout(title: "Sign in", context: context), error: message, email: "", name: "", minimumAge: self.accounts.settings.minimumAge),
+            template: "oidc-welcome", status: status
+        )
+        response.setCookie(self.cookies.cookie(self.flowCookie, value: "", maxAge: 0))
+        return response
+    }
+
+    @Sendable func start(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let started: ExternalSignIn.Started
+        do {
+            started = try await self.external.start()
+        } catch {
+            return try self.refusal(error.description, context: context, status: .serviceUnavailable)
+        }
+        let payload = String(decoding: try JSONEncoder().encode(started), as: UTF8.self)
+        var response = Response(status: .seeOther, headers: [.location: started.url.absoluteString])
+        response.setCookie(self.cookies.cookie(self.flowCookie, value: self.flowSigner.sign(payload, expiresAt: Date().addingTimeInterval(600)), maxAge: 600))
+        return response
+    }
+
+    @Sendable func callback(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        if let error = query["error"] {
+            let declined = error == "access_denied"
+            return try self.refusal(declined ? "Sign-in was cancelled at your provider." : "Your provider could not sign you in (\(error)). Please try again.", context: context)
+        }
+        guard let cookie = request.cookies[self.flowCookie]?.value, let payload = self.flowSigner.verify(cookie),
+            let started = try? JSONDecoder().decode(ExternalSignIn.Started.self, from: Data(payload.utf8))
+        else {
+            return try self.refusal("This sign-in took too long or was started in another browser. Please start again.", context: context)
+        }
+        guard let state = query["state"].map(String.init), SecureToken.equal(state, started.state), let code = query["code"].map(String.init) else {
+            return try self.refusal("This sign-in answer does not match the one we started, so it was refused. Please start again.", context: context)
+        }
+        let identity: OIDCIdentity
+        do {
+            identity = try await self.external.finish(code: code, started: started)
+        } catch {
+            return try self.refusal(error.description, context: context)
+        }
+        var response: Response
+        switch try await self.external.complete(identity, signedIn: context.identity?.user) {
+        case .signedIn(let user) where user.hasTwoFactor:
+            response = self.startTwoFactor(user)
+        case .signedIn(let user):
+            response = try await self.signIn(user, request: request, context: context)
+        case .linked:
+            response = Response(status: .seeOther, headers: [.location: "/account?notice=linked"])
+        case .needsConsent(let pending):
+            response = Response(status: .seeOther, headers: [.location: "/auth/oidc/welcome"])
+            let value = String(decoding: try JSONEncoder().encode(pending), as: UTF8.self)
+            response.setCookie(self.cookies.cookie(self.pendingCookie, value: self.pendingSigner.sign(value, expiresAt: Date().addingTimeInterval(900)), maxAge: 900))
+        case .refused(let message):
+            return try self.refusal(message, context: context, status: .forbidden)
+        }
+        response.setCookie(self.cookies.cookie(self.flowCookie, value: "", maxAge: 0))
+        return response
+    }
+
+    func signIn(_ user: User, request: Request, context: AppRequestContext) async throws -> Response {
+        let new = try await self.accounts.startSession(for: user, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP)
+        var response = Response(status: .seeOther, headers: [.location: "/account"])
+        response.setCookie(self.cookies.session(new.token, maxAge: Int(self.accounts.settings.sessionMax)))
+        return response
+    }
+
+    func pending(_ request: Request) -> ExternalSignIn.PendingAccount? {
+        guard let cookie = request.cookies[self.pendingCookie]?.value, let payload = self.pendingSigner.verify(cookie) else { return nil }
+        return try? JSONDecoder().decode(ExternalSignIn.PendingAccount.self, from: Data(payload.utf8))
+    }
+
+    @Sendable func welcome(_ request: Request, context: AppRequestContext) throws -> Response {
+        guard let pending = self.pending(request) else { return Response(status: .seeOther, headers: [.location: "/signin"]) }
+        return try self.views.render(
+            MessagePage(layout: self.views.layout(title: "Welcome", context: context), error: nil, email: pending.email, name: pending.name, minimumAge: self.accounts.settings.minimumAge),
+            template: "oidc-welcome"
+        )
+    }
+
+    struct ConsentForm: Decodable {
+        var age: String?
+        var terms: String?
+    }
+
+    @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> Response {
+        guard let pending = self.pending(request) else { return Response(status: .seeOther, headers: [.location: "/signin"]) }
+        let form = try await URLEncodedFormDecoder().decode(ConsentForm.self, from: request, context: context)
+        guard form.age == "on", form.terms == "on" else {
+            return try self.views.render(
+                MessagePage(
+                    layout: self.views.layout(title: "Welcome", context: context),
+                    error: "Please confirm that you are at least \(self.accounts.settings.minimumAge) years old and accept the terms to create your account.",
+                    email: pending.email, name: pending.name, minimumAge: self.accounts.settings.minimumAge
+                ),
+                template: "oidc-welcome", status: .unprocessableContent
+            )
+        }
+        let user: User
+        do {
+            user = try await self.external.createAccount(pending)
+        } catch IdentityStoreError.emailTaken {
+            return try self.refusal("An account with \(pending.email) already exists. Sign in with your password, then connect your provider from your account page.", context: context, status: .conflict)
+        } catch IdentityStoreError.linkedElsewhere {
+            return try self.refusal("That account at your provider is already connected to another account here.", context: context, status: .conflict)
+        }
+        var response = try await self.signIn(user, request: request, context: context)
+        response.setCookie(self.cookies.cookie(self.pendingCookie, value: "", maxAge: 0))
+        return response
+    }
+
+    @Sendable func unlink(_ request: Request, context: AppRequestContext) async throws -> Response {
+        guard let identity = context.identity else { throw SignInRequired() }
+        let id = try context.parameters.require("id", as: Int64.self)
+        do {
+            try await self.database.unlinkIdentity(id: id, userID: identity.user.id!)
+        } catch IdentityStoreError.lastWayIn {
+            throw WebError(.conflict, code: "last_way_in", message: "This is the only way into your account. Set a password first (use \"Forgot your password?\" on the sign-in page), then disconnect it.")
+        }
+        return Response(status: .seeOther, headers: [.location: "/account?notice=unlinked"])
+    }
+}

@@ -1,0 +1,167 @@
+import AsyncHTTPClient
+import EaselApp
+import EaselCore
+import EaselStore
+import EaselTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// "Sign in with Google" through the site, against a real OpenID Connect issuer on loopback.
+@Suite("Sign in with an OpenID Connect provider", .serialized)
+struct ExternalSignInTests {
+    static let publicURL = "https://easel.test"
+
+    func withIssuer(_ body: @Sendable (OIDCIssuerPeer, AppServices, Browser) async throws -> Void) async throws {
+        let issuer = try await OIDCIssuerPeer.start()
+        do {
+            #expect(issuer.redirectURI.absoluteString == Self.publicURL + "/auth/oidc/callback")
+            try await withTestApp([
+                "EASEL_PUBLIC_URL": Self.publicURL, "EASEL_OIDC_ISSUER": issuer.issuer.absoluteString,
+                "EASEL_OIDC_CLIENT_ID": issuer.clientID, "EASEL_OIDC_CLIENT_SECRET": issuer.clientSecret,
+            ]) { services, client in
+                let browser = Browser(client)
+                browser.origin = Self.publicURL
+                try await body(issuer, services, browser)
+            }
+        } catch {
+            await issuer.stop()
+            throw error
+        }
+        await issuer.stop()
+    }
+
+    /// Leaves for the issuer (which approves at once) and returns the callback path with its query.
+    func roundTrip(_ browser: Browser) async throws -> String {
+        let start = try await browser.get("/auth/oidc/start")
+        #expect(start.status == .seeOther)
+        let authorize = try #require(start.headers[.location])
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        defer { _ = http.shutdown() }
+        let answer = try await http.execute(HTTPClientRequest(url: authorize), timeout: .seconds(30))
+        let back = try #require(answer.headers.first(name: "location"))
+        #expect(back.hasPrefix(Self.publicURL + "/auth/oidc/callback?"))
+        return String(back.dropFirst(Self.publicURL.count))
+    }
+
+    var csrf: (Browser) -> String { { $0.cookies["__Host-easel_csrf"] ?? "" } }
+
+    @Test("A first sign-in asks for consent, then creates a confirmed account linked by issuer and subject")
+    func firstSignInCreatesAccount() async throws {
+        try await self.withIssuer { issuer, services, browser in
+            try await browser.get("/signin")
+            let page = String(buffer: try await browser.get("/signin").body)
+            #expect(page.contains("Sign in with Google"))
+
+            let callback = try await browser.get(try await self.roundTrip(browser))
+            #expect(callback.status == .seeOther)
+            #expect(callback.headers[.location] == "/auth/oidc/welcome")
+            let welcome = try await browser.get("/auth/oidc/welcome")
+            #expect(String(buffer: welcome.body).contains(OIDCIssuerPeer.testEmail))
+
+            let noConsent = try await browser.post("/auth/oidc/create", [:], csrf: self.csrf(browser))
+            #expect(noConsent.status == .unprocessableContent)
+            #expect(try await services.database.user(email: OIDCIssuerPeer.testEmail) == nil)
+
+            let created = try await browser.post("/auth/oidc/create", ["age": "on", "terms": "on"], csrf: self.csrf(browser))
+            #expect(created.status == .seeOther)
+            #expect(created.headers[.location] == "/account")
+            #expect(browser.cookies["__Host-easel_session"] != nil)
+            let user = try #require(try await services.database.user(email: OIDCIssuerPeer.testEmail))
+            #expect(user.isVerified)
+            #expect(user.passwordHash == nil)
+            #expect(user.displayName == OIDCIssuerPeer.testName)
+            #expect(try await services.database.user(issuer: issuer.issuer.absoluteString, subject: OIDCIssuerPeer.testSubject)?.id == user.id)
+
+            // The only way into this account cannot be disconnected.
+            let identity = try #require(try await services.database.identities(userID: user.id!).first)
+            let sessionCSRF = try #require(try await services.database.sessions(userID: user.id!).first?.csrfToken)
+            let unlink = try await browser.post("/account/identities/\(identity.id!)/unlink", [:], csrf: sessionCSRF)
+            #expect(unlink.status == .conflict)
+
+            // Next time, the same provider account signs straight in.
+            let later = Browser(browser.client)
+            later.origin = Self.publicURL
+            let again = try await later.get(try await self.roundTrip(later))
+            #expect(again.headers[.location] == "/account")
+            #expect(later.cookies["__Host-easel_session"] != nil)
+        }
+    }
+
+    @Test("A callback whose state does not match, or from another browser, is refused")
+    func wrongStateIsRefused() async throws {
+        try await self.withIssuer { _, services, browser in
+            let callback = try await self.roundTrip(browser)
+            let tampered = callback.replacingOccurrences(of: "state=", with: "state=x")
+            let refused = try await browser.get(tampered)
+            #expect(refused.status == .badRequest)
+            #expect(String(buffer: refused.body).contains("does not match"))
+
+            let stranger = Browser(browser.client)
+            let elsewhere = try await stranger.get(try await self.roundTrip(browser))
+            #expect(elsewhere.status == .badRequest)
+            #expect(try await services.database.user(email: OIDCIssuerPeer.testEmail) == nil)
+        }
+    }
+
+    @Test("An ID token that fails verification signs nobody in", arguments: [OIDCIssuerPeer.TokenFault.wrongAudience, .wrongIssuer, .expired, .wrongNonce, .unknownKeyID, .hs256])
+    func badTokensAreRefused(_ fault: OIDCIssuerPeer.TokenFault) async throws {
+        try await self.withIssuer { issuer, services, browser in
+            try await issuer.misbehaveOnNextToken(fault)
+            let response = try await browser.get(try await self.roundTrip(browser))
+            #expect(response.status == .badRequest)
+            #expect(String(buffer: response.body).contains("could not be verified"))
+            #expect(browser.cookies["__Host-easel_session"] == nil)
+            #expect(try await services.database.user(email: OIDCIssuerPeer.testEmail) == nil)
+        }
+    }
+
+    @Test("An unverified email is not trusted, and an existing account is never linked by email alone")
+    func emailRules() async throws {
+        try await self.withIssuer { issuer, services, browser in
+            try await issuer.misbehaveOnNextToken(.emailUnverified)
+            let unverified = try await browser.get(try await self.roundTrip(browser))
+            #expect(unverified.status == .forbidden)
+            #expect(String(buffer: unverified.body).contains("did not confirm your email"))
+
+            // A password account with the provider's address already exists.
+            try await browser.get("/signup")
+            try await browser.post("/signup", ["email": OIDCIssuerPeer.testEmail, "password": "correct horse battery", "age": "on", "terms": "on"], csrf: self.csrf(browser))
+            let existing = try await browser.get(try await self.roundTrip(browser))
+            #expect(existing.status == .forbidden)
+            #expect(String(buffer: existing.body).contains("already exists"))
+            let user = try #require(try await services.database.user(email: OIDCIssuerPeer.testEmail))
+            #expect(try await services.database.identities(userID: user.id!).isEmpty)
+        }
+    }
+
+    @Test("A signed-in person links a provider account, and can unlink it while they have a password")
+    func linkAndUnlink() async throws {
+        try await self.withIssuer { issuer, services, browser in
+            try await browser.get("/signup")
+            try await browser.post("/signup", ["email": "grace@example.org", "password": "correct horse battery", "age": "on", "terms": "on"], csrf: self.csrf(browser))
+            try await services.mailer.sendDue()
+            let mail = try #require(try await services.database.recentMails().first)
+            let link = try #require(mail.textBody.split(whereSeparator: \.isWhitespace).first { $0.contains("/verify?token=") })
+            try await browser.get(String(link.dropFirst(Self.publicURL.count)))
+            _ = try await browser.post("/signin", ["email": "grace@example.org", "password": "correct horse battery"], csrf: self.csrf(browser))
+            let user = try #require(try await services.database.user(email: "grace@example.org"))
+
+            let linked = try await browser.get(try await self.roundTrip(browser))
+            #expect(linked.headers[.location] == "/account?notice=linked")
+            let identity = try #require(try await services.database.identities(userID: user.id!).first)
+            #expect(identity.subject == OIDCIssuerPeer.testSubject)
+
+            let sessionCSRF = try #require(try await services.database.sessions(userID: user.id!).first?.csrfToken)
+            let unlink = try await browser.post("/account/identities/\(identity.id!)/unlink", [:], csrf: sessionCSRF)
+            #expect(unlink.status == .seeOther)
+            #expect(try await services.database.identities(userID: user.id!).isEmpty)
+        }
+    }
+}
