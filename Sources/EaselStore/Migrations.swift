@@ -84,6 +84,31 @@ extension AppDatabase {
                 t.column("created_at", .datetime).notNull()
                 t.uniqueKey(["issuer", "subject"])
             }
+            try db.create(table: "api_key") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("user_id", .integer).notNull().indexed().references("user", onDelete: .cascade)
+                t.column("name", .text).notNull()
+                // The first characters of the key ("easel_ab12cd34"), shown in lists and used to find it.
+                t.column("prefix", .text).notNull().unique()
+                // SHA-256 of the whole key: the key itself is shown once and never stored.
+                t.column("secret_hash", .blob).notNull()
+                // Comma-separated scopes, e.g. "generate,read".
+                t.column("scopes", .text).notNull()
+                t.column("created_at", .datetime).notNull()
+                t.column("expires_at", .datetime)
+                t.column("last_used_at", .datetime)
+                t.column("revoked_at", .datetime)
+            }
+            try db.create(table: "invitation") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("email", .text).notNull().collate(.nocase)
+                t.column("token_hash", .blob).notNull().unique()
+                t.column("role", .text).notNull().defaults(to: "member").check(sql: "role IN ('admin', 'member')")
+                t.column("invited_by", .integer).references("user", onDelete: .setNull)
+                t.column("created_at", .datetime).notNull()
+                t.column("expires_at", .datetime).notNull()
+                t.column("used_at", .datetime)
+            }
             try db.create(table: "recovery_code") { t in
                 t.autoIncrementedPrimaryKey("id")
                 t.column("user_id", .integer).notNull().indexed().references("user", onDelete: .cascade)
