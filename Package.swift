@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "EaselAppTests",
             dependencies: [
-                "EaselApp", "EaselStore", "EaselTestSupport",
+                "EaselApp", "EaselCore", "EaselStore", "EaselTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -176,6 +176,8 @@ let package = Package(
             dependencies: [
                 "EaselCore", "EaselStore", "EaselTestSupport",
                 .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

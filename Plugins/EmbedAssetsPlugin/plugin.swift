@@ -8,29 +8,22 @@ struct EmbedAssetsPlugin: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: any Target) async throws -> [Command] {
         let root = context.package.directoryURL
         let folders = ["static", "templates"].map { root.appending(path: $0) }
+        // The folders themselves are inputs too: adding a file changes a folder, which reruns
+        // the tool, and the tool lists the folders itself, so a new file is never missed.
         var inputs: [URL] = []
         for folder in folders {
-            guard let walker = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: [.isRegularFileKey]) else { continue }
-            for case let url as URL in walker where (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
-                if url.lastPathComponent.hasPrefix(".") { continue }
+            guard let walker = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: [.isDirectoryKey]) else { continue }
+            inputs.append(folder)
+            for case let url as URL in walker where !url.lastPathComponent.hasPrefix(".") {
                 inputs.append(url)
             }
         }
-        inputs.sort { $0.path < $1.path }
         let output = context.pluginWorkDirectoryURL.appending(path: "GeneratedAssets.swift")
-        // Each input is passed as "name=path" where name is relative to the package root.
-        let rootPath = root.standardizedFileURL.path
-        let pairs = inputs.map { url -> String in
-            let full = url.standardizedFileURL.path
-            var name = String(full.dropFirst(rootPath.count))
-            while name.hasPrefix("/") { name.removeFirst() }
-            return "\(name)=\(full)"
-        }
         return [
             .buildCommand(
-                displayName: "Embedding \(inputs.count) asset files",
+                displayName: "Embedding static/ and templates/",
                 executable: try context.tool(named: "embed-assets").url,
-                arguments: [output.path] + pairs,
+                arguments: [output.path, root.path] + folders.map(\.path),
                 inputFiles: inputs,
                 outputFiles: [output]
             )

@@ -19,6 +19,7 @@ public struct AppServices: Sendable {
     public let scheduler: Scheduler
     public let accounts: AccountService
     public let twoFactor: TwoFactorService
+    public let apiKeys: APIKeyService
     /// Nil when no OpenID Connect client is configured.
     public let externalSignIn: ExternalSignIn?
     public let mailer: MailDispatcher
@@ -57,6 +58,7 @@ public struct AppServices: Sendable {
             logger: logger.with(label: "easel.accounts")
         )
         let twoFactor = TwoFactorService(database: database, mails: mails, issuer: config.siteName)
+        let apiKeys = APIKeyService(database: database)
         var externalSignIn: ExternalSignIn?
         if let oidc = config.oidc {
             let client = try OIDCClient(
@@ -86,7 +88,7 @@ public struct AppServices: Sendable {
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
         return AppServices(
             config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
-            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger
+            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger
         )
     }
 

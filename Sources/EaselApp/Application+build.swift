@@ -30,6 +30,7 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
         accounts: services.accounts,
         twoFactor: services.twoFactor,
         externalSignIn: services.externalSignIn,
+        apiKeys: services.apiKeys,
         secretKey: services.secretKey,
         mailTransport: services.mailer.transportName,
         mailQueued: { [scheduler = services.scheduler] in scheduler.wake("mail") }

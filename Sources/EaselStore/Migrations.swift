@@ -109,6 +109,13 @@ extension AppDatabase {
                 t.column("expires_at", .datetime).notNull()
                 t.column("used_at", .datetime)
             }
+            // Devices a person signed in from, to tell them about sign-ins from new ones.
+            try db.create(table: "known_device") { t in
+                t.column("user_id", .integer).notNull().references("user", onDelete: .cascade)
+                t.column("fingerprint", .blob).notNull()
+                t.column("first_seen_at", .datetime).notNull()
+                t.primaryKey(["user_id", "fingerprint"])
+            }
             try db.create(table: "recovery_code") { t in
                 t.autoIncrementedPrimaryKey("id")
                 t.column("user_id", .integer).notNull().indexed().references("user", onDelete: .cascade)

@@ -17,6 +17,7 @@ public struct WebDependencies: Sendable {
     public var database: AppDatabase
     public var accounts: AccountService
     public var twoFactor: TwoFactorService
+    public var apiKeys: APIKeyService
     public var externalSignIn: ExternalSignIn?
     /// EASEL_SECRET_KEY, for signing short-lived browser state.
     public var secretKey: String
@@ -28,7 +29,7 @@ public struct WebDependencies: Sendable {
     public init(
         siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
         servesTLS: Bool, publicURL: URL, database: AppDatabase, accounts: AccountService, twoFactor: TwoFactorService,
-        externalSignIn: ExternalSignIn? = nil,
+        externalSignIn: ExternalSignIn? = nil, apiKeys: APIKeyService? = nil,
         secretKey: String, mailTransport: String,
         mailQueued: @escaping @Sendable () -> Void
     ) {
@@ -42,6 +43,7 @@ public struct WebDependencies: Sendable {
         self.database = database
         self.accounts = accounts
         self.twoFactor = twoFactor
+        self.apiKeys = apiKeys ?? APIKeyService(database: database)
         self.externalSignIn = externalSignIn
         self.secretKey = secretKey
         self.mailTransport = mailTransport
@@ -84,7 +86,15 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
         ).addRoutes(to: router)
     }
     SettingsController(database: dependencies.database, views: views).addRoutes(to: router)
+    ProfileController(accounts: dependencies.accounts, database: dependencies.database, views: views, mailQueued: dependencies.mailQueued)
+        .addRoutes(to: router)
+    AdminUsersController(
+        database: dependencies.database, accounts: dependencies.accounts, twoFactor: dependencies.twoFactor, views: views,
+        mailQueued: dependencies.mailQueued
+    ).addRoutes(to: router)
     AdminMailboxController(database: dependencies.database, views: views, transport: dependencies.mailTransport).addRoutes(to: router)
+    APIKeysPageController(apiKeys: dependencies.apiKeys, views: views).addRoutes(to: router)
+    APIController(database: dependencies.database, apiKeys: dependencies.apiKeys).addRoutes(to: router)
     return router
 }
 

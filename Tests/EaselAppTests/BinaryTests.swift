@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import EaselCore
 import EaselStore
 import EaselTestSupport
 import Foundation
@@ -148,5 +149,34 @@ struct BinaryTests {
         #expect(migrate.status == 0)
         #expect(migrate.stdout.contains("is up to date"))
         #expect(migrate.stdout.contains("applied"))
+    }
+}
+
+@Suite("easel admin create", .serialized)
+struct AdminCreateTests {
+    let easel = Checkout.productsFolder.appending(path: "easel")
+
+    @Test("easel admin create makes a confirmed admin with the password from a file, or prints a reset link")
+    func adminCreate() async throws {
+        let folder = try TemporaryDirectory()
+        defer { folder.remove() }
+        let passwordFile = folder.url.appending(path: "password")
+        try "a long admin passphrase\n".write(to: passwordFile, atomically: true, encoding: .utf8)
+        let created = try await ChildProcess.run(self.easel, ["admin", "create", "--email", "Root@Example.org", "--password-file", passwordFile.path], in: folder.url)
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.stdout.contains("created admin"))
+        let database = try AppDatabase.open(path: folder.url.appending(path: "data/easel.db").path)
+        let user = try #require(try await database.user(email: "root@example.org"))
+        #expect(user.role == .admin)
+        #expect(user.isVerified)
+        #expect(await PasswordHasher().verify("a long admin passphrase", hash: try #require(user.passwordHash)))
+
+        let noPassword = try await ChildProcess.run(self.easel, ["admin", "create", "--email", "second@example.org"], in: folder.url)
+        #expect(noPassword.status == 0, "\(noPassword.stderr)")
+        #expect(noPassword.stdout.contains("http://localhost:8080/reset-password?token="))
+
+        let bad = try await ChildProcess.run(self.easel, ["admin", "create", "--email", "not-an-email"], in: folder.url)
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("not an email address"))
     }
 }

@@ -178,7 +178,7 @@ struct ResendTransportTests {
     @Test("an answer slower than the timeout is a temporary failure, without hanging")
     func slowAnswer() async throws {
         let message = Self.message()
-        try await self.peer.failNextRequests(to: message.to[0].email, status: 500, delay: .seconds(5))
+        try await self.peer.failNextRequests(to: message.to[0].email, status: 500, delay: .seconds(30))
 
         try await self.withTransport(timeout: .seconds(1)) { transport in
             let error = await #expect(throws: MailDeliveryError.self) {

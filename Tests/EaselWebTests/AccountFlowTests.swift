@@ -248,4 +248,26 @@ struct AccountFlowTests {
             #expect(String(buffer: mailbox.body).contains("bob@example.org"))
         }
     }
+
+    @Test("A sign-in from a device not seen before on the account is mailed to its owner; the first one is not")
+    func newDeviceMail() async throws {
+        try await withTestApp { services, client in
+            let browser = Browser(client)
+            try await self.signUp(browser, email: "ada@example.org")
+            try await browser.get(try self.link(in: try await self.latestMail(services, to: "ada@example.org"), path: "/verify"))
+            let firefox: HTTPFields = [.userAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"]
+            _ = try await browser.post("/signin", ["email": "ada@example.org", "password": "correct horse battery"], headers: firefox)
+            _ = try await browser.post("/signin", ["email": "ada@example.org", "password": "correct horse battery"], headers: firefox)
+            try await services.mailer.sendDue()
+            #expect(try await services.database.recentMails().contains { $0.kind == "new_device" } == false)
+
+            let phone = Browser(client)
+            try await phone.get("/signin")
+            let iphone: HTTPFields = [.userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Version/18.0 Mobile/15E148 Safari/604.1"]
+            _ = try await phone.post("/signin", ["email": "ada@example.org", "password": "correct horse battery"], headers: iphone)
+            let mail = try await self.latestMail(services, to: "ada@example.org")
+            #expect(mail.kind == "new_device")
+            #expect(mail.textBody.contains("Safari on iOS"))
+        }
+    }
 }

@@ -209,8 +209,14 @@ public struct AccountService: Sendable {
         return remaining > 0 ? Int(remaining.rounded(.up)) : nil
     }
 
-    /// A fresh session (a new token at every sign-in, never reused).
+    /// A fresh session (a new token at every sign-in, never reused). A sign-in from a device
+    /// (browser and system) not seen before on this account is mailed to its owner.
     public func startSession(for user: User, userAgent: String, ip: String, now: Date = Date()) async throws -> NewSession {
+        let device = DeviceName.describe(userAgent: userAgent)
+        try await self.database.rememberDevice(
+            userID: user.id!, fingerprint: SecureToken.hash(device),
+            mail: self.mails.newDevice(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, device: device, ip: ip, at: now)
+        )
         let token = SecureToken.make()
         let session = try await self.database.createSession(
             Session(
@@ -239,6 +245,71 @@ public struct AccountService: Sendable {
         _ = try await self.database.deleteSession(id: session.id!, userID: session.userID)
     }
 
+    // MARK: Password change
+
+    public enum ChangeError: Error, Equatable {
+        case wrongPassword
+        case password(PasswordPolicy.Problem)
+    }
+
+    /// Asks for the current password; optionally signs out every other session; mails a notice.
+    public func changePassword(user: User, current: String, new: String, signOutOthers: Bool, keepingSession: Int64?) async throws {
+        guard let hash = user.passwordHash, await self.hasher.verify(current, hash: hash) else { throw ChangeError.wrongPassword }
+        if let problem = PasswordPolicy.check(new, email: user.email) { throw ChangeError.password(problem) }
+        try await self.database.changePassword(
+            userID: user.id!, hash: await self.hasher.hash(new), keepingSession: keepingSession, signOutOthers: signOutOthers,
+            mail: self.mails.passwordChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, signedOutOthers: signOutOthers)
+        )
+    }
+
+    public enum EmailChangeError: Error, Equatable {
+        case wrongPassword
+        case invalidEmail
+        case sameEmail
+        case taken
+        case invalidToken
+    }
+
+    /// Mails a confirmation link to the new address; the change happens when it is followed.
+    public func requestEmailChange(user: User, newEmail raw: String, password: String) async throws {
+        guard let hash = user.passwordHash, await self.hasher.verify(password, hash: hash) else { throw EmailChangeError.wrongPassword }
+        guard let email = Self.normalizedEmail(raw) else { throw EmailChangeError.invalidEmail }
+        guard email != user.email else { throw EmailChangeError.sameEmail }
+        // Taken addresses get the same answer as free ones would not: the person is signed in and
+        // proved their password, and the change would fail at confirmation anyway.
+        guard try await self.database.user(email: email) == nil else { throw EmailChangeError.taken }
+        let token = SecureToken.make()
+        try await self.database.issueEmailToken(
+            NewEmailToken(purpose: .changeEmail, tokenHash: SecureToken.hash(token), newEmail: email, expiresAt: Date().addingTimeInterval(24 * 3600)),
+            userID: user.id!,
+            mail: self.mails.confirmNewEmail(to: email, name: user.displayName.isEmpty ? nil : user.displayName, token: token)
+        )
+    }
+
+    /// Follows the link mailed to the new address.
+    public func confirmEmailChange(token: String) async throws -> User {
+        let mails = self.mails
+        do {
+            guard
+                let (_, updated) = try await self.database.confirmEmailChange(
+                    tokenHash: SecureToken.hash(token),
+                    notice: { old in mails.emailChanged(to: old.email, name: old.displayName.isEmpty ? nil : old.displayName) }
+                )
+            else { throw EmailChangeError.invalidToken }
+            return updated
+        } catch AccountStoreError.emailTaken {
+            throw EmailChangeError.taken
+        }
+    }
+
+    /// Creates a confirmed admin, or promotes an existing account (`easel admin create`).
+    public func createAdmin(email rawEmail: String, password: String?) async throws -> (User, created: Bool) {
+        guard let email = Self.normalizedEmail(rawEmail) else { throw SignUpError.invalidEmail }
+        if let password, let problem = PasswordPolicy.check(password, email: email) { throw SignUpError.password(problem) }
+        let hash: String? = if let password { await self.hasher.hash(password) } else { nil }
+        return try await self.database.createOrPromoteAdmin(email: email, passwordHash: hash, termsVersion: self.settings.termsVersion)
+    }
+
     // MARK: Password reset
 
     /// Queues a reset mail when the address has an account; the caller answers the same either way.
@@ -250,13 +321,20 @@ public struct AccountService: Sendable {
             _ = await self.hasher.verify("decoy", hash: self.decoyHash)
             return
         }
+        _ = try await self.issuePasswordReset(for: user, id: id)
+        _ = await self.hasher.verify("decoy", hash: self.decoyHash)
+    }
+
+    /// Queues a reset mail and returns its link (the CLI prints it for a new admin).
+    @discardableResult
+    public func issuePasswordReset(for user: User, id: Int64) async throws -> String {
         let token = SecureToken.make()
         try await self.database.issueEmailToken(
             NewEmailToken(purpose: .resetPassword, tokenHash: SecureToken.hash(token), expiresAt: Date().addingTimeInterval(3600)),
             userID: id,
             mail: self.mails.passwordReset(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, token: token)
         )
-        _ = await self.hasher.verify("decoy", hash: self.decoyHash)
+        return self.mails.link("/reset-password", token: token)
     }
 
     public enum ResetError: Error, Equatable {
@@ -275,7 +353,7 @@ public struct AccountService: Sendable {
         guard
             let updated = try await self.database.resetPassword(
                 tokenHash: SecureToken.hash(token), newPasswordHash: hash,
-                mail: { user in mails.passwordChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName) }
+                mail: { user in mails.passwordChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, signedOutOthers: true) }
             )
         else { throw ResetError.invalidToken }
         return updated

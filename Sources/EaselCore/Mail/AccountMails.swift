@@ -12,7 +12,7 @@ public struct AccountMails: Sendable {
         self.publicURL = publicURL
     }
 
-    func link(_ path: String, token: String) -> String {
+    public func link(_ path: String, token: String) -> String {
         "\(self.publicURL.absoluteString)\(path)?token=\(token)"
     }
 
@@ -67,14 +67,53 @@ public struct AccountMails: Sendable {
         )
     }
 
-    public func passwordChanged(to email: String, name: String?) -> MailDraft {
+    public func passwordChanged(to email: String, name: String?, signedOutOthers: Bool) -> MailDraft {
         self.draft(
             kind: "password_changed", to: (email, name), subject: "Your \(self.siteName) password was changed",
             paragraphs: [
-                "The password of your \(self.siteName) account was just changed, and every other device was signed out.",
+                signedOutOthers
+                    ? "The password of your \(self.siteName) account was just changed, and every other device was signed out."
+                    : "The password of your \(self.siteName) account was just changed.",
                 "If this was not you, reset your password now and check your account's sessions.",
             ],
             action: ("Reset my password", "\(self.publicURL.absoluteString)/forgot-password")
+        )
+    }
+
+    public func confirmNewEmail(to email: String, name: String?, token: String) -> MailDraft {
+        self.draft(
+            kind: "change_email", to: (email, name), subject: "Confirm your new email for \(self.siteName)",
+            paragraphs: [
+                "You asked to use this address for your \(self.siteName) account. Confirm it to make the change; until then your old address stays.",
+                "The link works for 24 hours. If you did not ask for this, ignore this mail.",
+            ],
+            action: ("Use this address", self.link("/account/email/confirm", token: token))
+        )
+    }
+
+    public func emailChanged(to oldEmail: String, name: String?) -> MailDraft {
+        self.draft(
+            kind: "email_changed", to: (oldEmail, name), subject: "The email of your \(self.siteName) account was changed",
+            paragraphs: [
+                "Your \(self.siteName) account no longer uses this address: a new one was confirmed just now.",
+                "If this was not you, contact the administrator of this server at once.",
+            ],
+            action: nil
+        )
+    }
+
+    public func newDevice(to email: String, name: String?, device: String, ip: String, at date: Date) -> MailDraft {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+        return self.draft(
+            kind: "new_device", to: (email, name), subject: "New sign-in to your \(self.siteName) account",
+            paragraphs: [
+                "Your account was just signed in from a device it had not been used on before: \(device), from \(ip.isEmpty ? "an unknown address" : ip), at \(formatter.string(from: date)).",
+                "If this was you, there is nothing to do. If not, change your password now and sign that session out from your account page.",
+            ],
+            action: ("Review my sessions", "\(self.publicURL.absoluteString)/account")
         )
     }
 

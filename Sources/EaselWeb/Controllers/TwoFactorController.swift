@@ -87,6 +87,8 @@ struct TwoFactorController {
         var layout: LayoutData
         var enabled: Bool
         var setup: TwoFactorService.Setup?
+        /// The setup URI as an inline <svg> QR code, for the phone to scan; empty without a setup.
+        var qrSVG: String
         var recoveryCodes: [String]
         var showCodes: Bool
         var remainingCodes: Int
@@ -96,8 +98,10 @@ struct TwoFactorController {
 
     func settings(_ context: SignedInContext, user: User, setup: TwoFactorService.Setup? = nil, codes: [String] = [], error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let remaining = user.hasTwoFactor ? try await self.database.unusedRecoveryCodeCount(userID: user.id!) : 0
+        // An otpauth URI is far below a QR code's capacity; were it ever too long, the link and the key still work.
+        let qrSVG = setup.flatMap { try? QRCode($0.uri).svg(label: "QR code for your authenticator app") } ?? ""
         let page = SettingsPage(
-            layout: self.views.layout(title: "Two-factor sign-in", context: context), enabled: user.hasTwoFactor, setup: setup,
+            layout: self.views.layout(title: "Two-factor sign-in", context: context), enabled: user.hasTwoFactor, setup: setup, qrSVG: qrSVG,
             recoveryCodes: codes, showCodes: !codes.isEmpty, remainingCodes: remaining, error: error, notice: notice
         )
         return try self.views.render(page, template: "account-2fa", status: status)

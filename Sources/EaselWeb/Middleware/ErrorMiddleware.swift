@@ -28,7 +28,7 @@ struct ErrorMiddleware: RouterMiddleware {
         }
         var headers = problem.headers
         if Self.wantsJSON(request) {
-            let body = ErrorBody(error: .init(code: problem.code, message: problem.message, requestId: context.id))
+            let body = ErrorBody(error: .init(code: problem.code, message: problem.message, requestID: context.id))
             let data = (try? JSONEncoder().encode(body)) ?? Data("{}".utf8)
             headers[.contentType] = "application/json; charset=utf-8"
             return Response(status: problem.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -110,7 +110,12 @@ struct ErrorMiddleware: RouterMiddleware {
         struct Detail: Encodable {
             var code: String
             var message: String
-            var requestId: String
+            var requestID: String
+
+            enum CodingKeys: String, CodingKey {
+                case code, message
+                case requestID = "request_id"
+            }
         }
         var error: Detail
     }

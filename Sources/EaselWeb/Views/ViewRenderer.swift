@@ -34,6 +34,8 @@ struct LayoutData: Sendable {
     var isAdmin: Bool
     /// "Sign in with Google" when an OpenID Connect provider is configured.
     var externalSignIn: String?
+    /// light, dark or system (follow the device).
+    var theme: String
 }
 
 /// Renders typed view models with the mustache templates (HTML-escaped by default).
@@ -62,7 +64,8 @@ public struct ViewRenderer: Sendable {
             signedIn: user != nil,
             userName: user.map { $0.displayName.isEmpty ? $0.email : $0.displayName } ?? "",
             isAdmin: user?.role == .admin,
-            externalSignIn: self.externalSignInLabel
+            externalSignIn: self.externalSignInLabel,
+            theme: user?.theme.rawValue ?? "system"
         )
     }
 

@@ -1,0 +1,129 @@
+import Foundation
+import GRDB
+
+public enum AdminStoreError: Error, Equatable {
+    /// An admin may not suspend or demote themselves: the instance would lose its last way in.
+    case notOnYourself
+    case notFound
+}
+
+extension AppDatabase {
+    /// Users whose email or name contains `query` (all when empty), newest first.
+    public func searchUsers(_ query: String, limit: Int = 100) async throws -> [User] {
+        try await self.writer.read { db in
+            var request = User.all()
+            let trimmed = query.trimmingCharacters(in: .whitespaces)
+            if !trimmed.isEmpty {
+                let pattern = "%\(trimmed.replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_"))%"
+                request = request.filter(sql: "email LIKE ? ESCAPE '\\' OR display_name LIKE ? ESCAPE '\\'", arguments: [pattern, pattern])
+            }
+            return try request.order(Column("created_at").desc, Column("id").desc).limit(limit).fetchAll(db)
+        }
+    }
+
+    /// Suspends (signing them out everywhere) or restores an account.
+    public func setStatus(_ status: User.Status, userID: Int64, by adminID: Int64, now: Date = Date()) async throws {
+        try await self.writer.write { db in
+            guard userID != adminID else { throw AdminStoreError.notOnYourself }
+            guard try User.filter(key: userID).updateAll(db, Column("status").set(to: status.rawValue), Column("updated_at").set(to: now)) == 1 else {
+                throw AdminStoreError.notFound
+            }
+            if status == .suspended { try Session.filter(Column("user_id") == userID).deleteAll(db) }
+        }
+    }
+
+    public func setRole(_ role: User.Role, userID: Int64, by adminID: Int64, now: Date = Date()) async throws {
+        try await self.writer.write { db in
+            guard userID != adminID else { throw AdminStoreError.notOnYourself }
+            guard try User.filter(key: userID).updateAll(db, Column("role").set(to: role.rawValue), Column("updated_at").set(to: now)) == 1 else {
+                throw AdminStoreError.notFound
+            }
+        }
+    }
+
+    /// Creates a confirmed admin account, or makes an existing account an admin (`easel admin create`).
+    /// Returns the user and whether it was created.
+    public func createOrPromoteAdmin(email: String, passwordHash: String?, termsVersion: String, now: Date = Date()) async throws -> (User, created: Bool) {
+        try await self.writer.write { db in
+            if var existing = try User.filter(User.Columns.email == email).fetchOne(db) {
+                existing.role = .admin
+                existing.status = .active
+                if existing.emailVerifiedAt == nil { existing.emailVerifiedAt = now }
+                if let passwordHash { existing.passwordHash = passwordHash }
+                existing.updatedAt = now
+                try existing.update(db)
+                return (existing, false)
+            }
+            var user = User(
+                id: nil, email: email, emailVerifiedAt: now, passwordHash: passwordHash, displayName: "", avatarKey: nil, role: .admin,
+                status: .active, language: nil, theme: .system, totpSecret: nil, totpEnabledAt: nil, totpLastStep: nil,
+                ageConfirmedAt: now, termsVersion: termsVersion, termsAcceptedAt: now, createdAt: now, updatedAt: now
+            )
+            try user.insert(db)
+            return (user, true)
+        }
+    }
+
+    /// Moves the account to the new address of a valid change token (single use), marks it
+    /// confirmed, and queues the notice to the old address. Throws `emailTaken` when someone
+    /// took the address in the meantime. Returns the old and new user, or nil for a bad token.
+    public func confirmEmailChange(tokenHash: Data, notice: @escaping @Sendable (_ old: User) -> MailDraft, now: Date = Date()) async throws -> (old: User, new: User)? {
+        try await self.writer.write { db in
+            guard var token = try Self.usableToken(db, tokenHash: tokenHash, purpose: .changeEmail, now: now),
+                let newEmail = token.newEmail, let old = try User.fetchOne(db, key: token.userID)
+            else { return nil }
+            token.usedAt = now
+            try token.update(db)
+            var user = old
+            user.email = newEmail
+            user.emailVerifiedAt = now
+            user.updatedAt = now
+            do {
+                try user.update(db)
+            } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+                throw AccountStoreError.emailTaken
+            }
+            try Self.enqueue(notice(old), db: db, now: now)
+            return (old, user)
+        }
+    }
+
+    /// Remembers the device; when it is new and the person has signed in elsewhere before,
+    /// queues `mail` in the same transaction. Returns whether the device was new.
+    @discardableResult
+    public func rememberDevice(userID: Int64, fingerprint: Data, mail: MailDraft, now: Date = Date()) async throws -> Bool {
+        try await self.writer.write { db in
+            let known = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM known_device WHERE user_id = ?", arguments: [userID]) ?? 0
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO known_device (user_id, fingerprint, first_seen_at) VALUES (?, ?, ?)",
+                arguments: [userID, fingerprint, now]
+            )
+            let isNew = db.changesCount == 1
+            if isNew, known > 0 { try Self.enqueue(mail, db: db, now: now) }
+            return isNew
+        }
+    }
+
+    /// Saves profile fields the person edits themselves.
+    public func updateProfile(userID: Int64, displayName: String, language: String?, theme: User.Theme, now: Date = Date()) async throws {
+        try await self.writer.write { db in
+            try User.filter(key: userID).updateAll(
+                db, Column("display_name").set(to: displayName), Column("language").set(to: language), Column("theme").set(to: theme.rawValue),
+                Column("updated_at").set(to: now)
+            )
+        }
+    }
+
+    /// Sets a new password hash, optionally signing out every other session, and queues the notice.
+    public func changePassword(userID: Int64, hash: String, keepingSession: Int64?, signOutOthers: Bool, mail: MailDraft, now: Date = Date()) async throws {
+        try await self.writer.write { db in
+            try User.filter(key: userID).updateAll(db, Column("password_hash").set(to: hash), Column("updated_at").set(to: now))
+            if signOutOthers {
+                var request = Session.filter(Column("user_id") == userID)
+                if let keepingSession { request = request.filter(Column("id") != keepingSession) }
+                try request.deleteAll(db)
+            }
+            try Self.enqueue(mail, db: db, now: now)
+        }
+    }
+}

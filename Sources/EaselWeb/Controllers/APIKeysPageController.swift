@@ -1,0 +1,150 @@
+import EaselCore
+import EaselStore
+import Foundation
+import Hummingbird
+
+/// `/account/keys`: the signed-in person's API keys: list, create (the key is shown once), revoke.
+struct APIKeysPageController {
+    let apiKeys: APIKeyService
+    let views: ViewRenderer
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        let group = router.group("account/keys", context: SignedInContext.self)
+        group.get(use: self.page)
+        group.post(use: self.create)
+        group.post(":id/revoke", use: self.revoke)
+    }
+
+    struct KeyRow: Sendable {
+        var id: Int64
+        var prefix: String
+        var name: String
+        var scopes: String
+        var created: String
+        var expires: String
+        var lastUsed: String
+        var expired: Bool
+    }
+
+    struct ScopeChoice: Sendable {
+        var value: String
+        var summary: String
+        var checked: Bool
+    }
+
+    struct NewKeyView: Sendable {
+        var secret: String
+        var name: String
+    }
+
+    struct KeysPage: Sendable {
+        var layout: LayoutData
+        var keys: [KeyRow]
+        var hasKeys: Bool
+        var scopes: [ScopeChoice]
+        var name: String
+        var expiresInDays: String
+        var maximumNameLength: Int
+        var maximumExpiryDays: Int
+        var newKey: NewKeyView?
+        var error: String?
+        var notice: String?
+    }
+
+    struct CreateForm: Decodable {
+        var name: String?
+        var scopeGenerate: String?
+        var scopeRead: String?
+        var scopeAccount: String?
+        var expiresInDays: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name
+            case scopeGenerate = "scope_generate"
+            case scopeRead = "scope_read"
+            case scopeAccount = "scope_account"
+            case expiresInDays = "expires_in_days"
+        }
+
+        var scopes: Set<APIScope> {
+            var scopes = Set<APIScope>()
+            if self.scopeGenerate != nil { scopes.insert(.generate) }
+            if self.scopeRead != nil { scopes.insert(.read) }
+            if self.scopeAccount != nil { scopes.insert(.account) }
+            return scopes
+        }
+    }
+
+    func render(
+        _ context: SignedInContext,
+        newKey: NewKeyView? = nil,
+        form: CreateForm? = nil,
+        error: String? = nil,
+        notice: String? = nil,
+        status: HTTPResponse.Status = .ok
+    ) async throws -> Response {
+        let now = Date()
+        let rows = try await self.apiKeys.keys(for: context.user).map { key in
+            KeyRow(
+                id: key.id!,
+                prefix: key.prefix,
+                name: key.name,
+                scopes: key.scopeSet.sorted().map(\.rawValue).joined(separator: ", "),
+                created: Self.format(key.createdAt),
+                expires: key.expiresAt.map(Self.format) ?? "never",
+                lastUsed: key.lastUsedAt.map(Self.format) ?? "never",
+                expired: key.expiresAt.map { $0 <= now } ?? false
+            )
+        }
+        // A fresh form suggests read-only; a refused one keeps what was ticked.
+        let checked = form?.scopes ?? [.read]
+        let page = KeysPage(
+            layout: self.views.layout(title: "API keys", context: context),
+            keys: rows,
+            hasKeys: !rows.isEmpty,
+            scopes: APIScope.allCases.map { ScopeChoice(value: $0.rawValue, summary: $0.summary, checked: checked.contains($0)) },
+            name: newKey == nil ? form?.name ?? "" : "",
+            expiresInDays: newKey == nil ? form?.expiresInDays ?? "" : "",
+            maximumNameLength: APIKeyService.maximumNameLength,
+            maximumExpiryDays: APIKeyService.maximumExpiryDays,
+            newKey: newKey,
+            error: error,
+            notice: notice
+        )
+        return try self.views.render(page, template: "account-keys", status: status)
+    }
+
+    @Sendable func page(_ request: Request, context: SignedInContext) async throws -> Response {
+        let notice: String? = request.uri.queryParameters["notice"] == "revoked" ? "The key is revoked: it stops working at once." : nil
+        return try await self.render(context, notice: notice)
+    }
+
+    @Sendable func create(_ request: Request, context: SignedInContext) async throws -> Response {
+        let form = try await URLEncodedFormDecoder().decode(CreateForm.self, from: request, context: context)
+        do {
+            let days = form.expiresInDays?.trimmingCharacters(in: .whitespaces) ?? ""
+            guard days.isEmpty || Int(days) != nil else { throw APIKeyService.CreateError.invalidExpiry }
+            let expiresAt = try APIKeyService.expiry(days: Int(days))
+            let new = try await self.apiKeys.create(for: context.user, name: form.name ?? "", scopes: form.scopes, expiresAt: expiresAt)
+            return try await self.render(context, newKey: NewKeyView(secret: new.secret, name: new.key.name))
+        } catch let error as APIKeyService.CreateError {
+            return try await self.render(context, form: form, error: error.description, status: .unprocessableContent)
+        }
+    }
+
+    @Sendable func revoke(_ request: Request, context: SignedInContext) async throws -> Response {
+        let id = try context.parameters.require("id", as: Int64.self)
+        guard try await self.apiKeys.revoke(keyID: id, for: context.user) else {
+            throw WebError.notFound("That key does not exist or was already revoked.")
+        }
+        return Response(status: .seeOther, headers: [.location: "/account/keys?notice=revoked"])
+    }
+
+    static func format(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+        return formatter.string(from: date)
+    }
+}

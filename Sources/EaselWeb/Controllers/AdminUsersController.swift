@@ -1,0 +1,148 @@
+import EaselCore
+import EaselStore
+import Foundation
+import Hummingbird
+
+/// Admins list and search accounts, suspend and restore them, change roles, reset two-factor
+/// sign-in and send password resets.
+struct AdminUsersController {
+    let database: AppDatabase
+    let accounts: AccountService
+    let twoFactor: TwoFactorService
+    let views: ViewRenderer
+    let mailQueued: @Sendable () -> Void
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        let group = router.group("admin/users", context: SignedInContext.self)
+        group.get(use: self.list)
+        group.get(":id", use: self.show)
+        group.post(":id/status", use: self.setStatus)
+        group.post(":id/role", use: self.setRole)
+        group.post(":id/reset-2fa", use: self.resetTwoFactor)
+        group.post(":id/send-reset", use: self.sendReset)
+    }
+
+    func requireAdmin(_ context: SignedInContext) throws {
+        guard context.user.role == .admin else {
+            throw WebError(.forbidden, code: "forbidden", message: "Only administrators can manage accounts.")
+        }
+    }
+
+    struct UserRow: Sendable {
+        var id: Int64
+        var email: String
+        var name: String
+        var role: String
+        var admin: Bool
+        var suspended: Bool
+        var verified: Bool
+        var twoFactor: Bool
+        var createdAt: String
+        var isSelf: Bool
+    }
+
+    static func row(_ user: User, viewer: User) -> UserRow {
+        UserRow(
+            id: user.id!, email: user.email, name: user.displayName, role: user.role.rawValue, admin: user.role == .admin,
+            suspended: user.status == .suspended, verified: user.isVerified, twoFactor: user.hasTwoFactor,
+            createdAt: SettingsController.format(user.createdAt), isSelf: user.id == viewer.id
+        )
+    }
+
+    struct ListPage: Sendable {
+        var layout: LayoutData
+        var query: String
+        var users: [UserRow]
+        var empty: Bool
+    }
+
+    @Sendable func list(_ request: Request, context: SignedInContext) async throws -> Response {
+        try self.requireAdmin(context)
+        let query = request.uri.queryParameters["q"].map(String.init) ?? ""
+        let users = try await self.database.searchUsers(query).map { Self.row($0, viewer: context.user) }
+        let page = ListPage(layout: self.views.layout(title: "Users", context: context), query: query, users: users, empty: users.isEmpty)
+        return try self.views.render(page, template: "admin-users")
+    }
+
+    struct UserPage: Sendable {
+        var layout: LayoutData
+        var user: UserRow
+        var sessions: Int
+        var notice: String?
+    }
+
+    func user(_ context: SignedInContext) async throws -> User {
+        let id = try context.parameters.require("id", as: Int64.self)
+        guard let user = try await self.database.user(id: id) else { throw WebError.notFound("There is no account with that number.") }
+        return user
+    }
+
+    @Sendable func show(_ request: Request, context: SignedInContext) async throws -> Response {
+        try self.requireAdmin(context)
+        let user = try await self.user(context)
+        let notice: String? =
+            switch request.uri.queryParameters["notice"].map(String.init) {
+            case "suspended": "The account is suspended and signed out everywhere."
+            case "active": "The account is active again."
+            case "role": "The role is changed."
+            case "2fa": "Two-factor sign-in is off for this account; they were sent a notice."
+            case "reset": "A password reset mail is on its way to them."
+            default: nil
+            }
+        let page = UserPage(
+            layout: self.views.layout(title: user.email, context: context), user: Self.row(user, viewer: context.user),
+            sessions: try await self.database.sessions(userID: user.id!).count, notice: notice
+        )
+        return try self.views.render(page, template: "admin-user")
+    }
+
+    func back(_ user: User, _ notice: String) -> Response {
+        Response(status: .seeOther, headers: [.location: "/admin/users/\(user.id!)?notice=\(notice)"])
+    }
+
+    struct ValueForm: Decodable {
+        var value: String?
+    }
+
+    func guarded(_ work: () async throws -> Void) async throws {
+        do {
+            try await work()
+        } catch AdminStoreError.notOnYourself {
+            throw WebError(.conflict, code: "not_on_yourself", message: "You cannot suspend or demote your own account: ask another admin.")
+        }
+    }
+
+    @Sendable func setStatus(_ request: Request, context: SignedInContext) async throws -> Response {
+        try self.requireAdmin(context)
+        let user = try await self.user(context)
+        let form = try await URLEncodedFormDecoder().decode(ValueForm.self, from: request, context: context)
+        guard let status = form.value.flatMap(User.Status.init(rawValue:)) else { throw WebError.badRequest("Choose active or suspended.") }
+        try await self.guarded { try await self.database.setStatus(status, userID: user.id!, by: context.user.id!) }
+        return self.back(user, status.rawValue)
+    }
+
+    @Sendable func setRole(_ request: Request, context: SignedInContext) async throws -> Response {
+        try self.requireAdmin(context)
+        let user = try await self.user(context)
+        let form = try await URLEncodedFormDecoder().decode(ValueForm.self, from: request, context: context)
+        guard let role = form.value.flatMap(User.Role.init(rawValue:)) else { throw WebError.badRequest("Choose admin or member.") }
+        try await self.guarded { try await self.database.setRole(role, userID: user.id!, by: context.user.id!) }
+        return self.back(user, "role")
+    }
+
+    @Sendable func resetTwoFactor(_ request: Request, context: SignedInContext) async throws -> Response {
+        try self.requireAdmin(context)
+        let user = try await self.user(context)
+        try await self.twoFactor.disable(for: user)
+        self.mailQueued()
+        return self.back(user, "2fa")
+    }
+
+    @Sendable func sendReset(_ request: Request, context: SignedInContext) async throws -> Response {
+        try self.requireAdmin(context)
+        let user = try await self.user(context)
+        try await self.accounts.requestPasswordReset(email: user.email)
+        self.mailQueued()
+        return self.back(user, "reset")
+    }
+}

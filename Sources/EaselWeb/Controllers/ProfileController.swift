@@ -1,0 +1,179 @@
+import EaselCore
+import EaselStore
+import Foundation
+import Hummingbird
+
+/// The person's own profile and preferences, and their password.
+struct ProfileController {
+    let accounts: AccountService
+    let database: AppDatabase
+    let views: ViewRenderer
+    let mailQueued: @Sendable () -> Void
+
+    static let languages: [(code: String, name: String)] = [("en", "English"), ("zh-Hans", "简体中文"), ("es", "Español")]
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        let group = router.group("account", context: SignedInContext.self)
+        group.get("profile", use: self.profilePage)
+        group.post("profile", use: self.saveProfile)
+        group.get("password", use: self.passwordPage)
+        group.post("password", use: self.changePassword)
+        group.get("email", use: self.emailPage)
+        group.post("email", use: self.requestEmailChange)
+        // Opened from the mail, perhaps in another browser: the token is the proof.
+        router.get("/account/email/confirm", use: self.confirmEmail)
+    }
+
+    struct EmailPage: Sendable {
+        var layout: LayoutData
+        var email: String
+        var hasPassword: Bool
+        var error: String?
+        var notice: String?
+    }
+
+    func emailPage(_ context: some PageContext, email: String, hasPassword: Bool, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+        let page = EmailPage(layout: self.views.layout(title: "Email address", context: context), email: email, hasPassword: hasPassword, error: error, notice: notice)
+        return try self.views.render(page, template: "account-email", status: status)
+    }
+
+    @Sendable func emailPage(_ request: Request, context: SignedInContext) throws -> Response {
+        try self.emailPage(context, email: context.user.email, hasPassword: context.user.passwordHash != nil)
+    }
+
+    struct EmailForm: Decodable {
+        var email: String?
+        var password: String?
+    }
+
+    @Sendable func requestEmailChange(_ request: Request, context: SignedInContext) async throws -> Response {
+        let form = try await URLEncodedFormDecoder().decode(EmailForm.self, from: request, context: context)
+        let user = context.user
+        do {
+            try await self.accounts.requestEmailChange(user: user, newEmail: form.email ?? "", password: form.password ?? "")
+        } catch let error as AccountService.EmailChangeError {
+            let (message, status): (String, HTTPResponse.Status) =
+                switch error {
+                case .wrongPassword: ("Your password is not right.", .unauthorized)
+                case .invalidEmail: ("Enter an email address like name@example.org.", .unprocessableContent)
+                case .sameEmail: ("That is already your address.", .unprocessableContent)
+                case .taken: ("Another account uses that address.", .conflict)
+                case .invalidToken: ("Please try again.", .badRequest)
+                }
+            return try self.emailPage(context, email: user.email, hasPassword: user.passwordHash != nil, error: message, status: status)
+        }
+        self.mailQueued()
+        return try self.emailPage(
+            context, email: user.email, hasPassword: user.passwordHash != nil,
+            notice: "We sent a link to \(form.email ?? "the new address"). Your address changes when you follow it."
+        )
+    }
+
+    @Sendable func confirmEmail(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let token = request.uri.queryParameters["token"].map(String.init) ?? ""
+        do {
+            let user = try await self.accounts.confirmEmailChange(token: token)
+            self.mailQueued()
+            return try self.emailPage(context, email: user.email, hasPassword: user.passwordHash != nil, notice: "Your account now uses \(user.email).")
+        } catch AccountService.EmailChangeError.taken {
+            return try self.emailPage(context, email: "", hasPassword: false, error: "Another account took that address in the meantime.", status: .conflict)
+        } catch {
+            return try self.emailPage(context, email: "", hasPassword: false, error: "This link has expired or was already used.", status: .badRequest)
+        }
+    }
+
+    struct Choice: Sendable {
+        var value: String
+        var label: String
+        var selected: Bool
+    }
+
+    struct ProfilePage: Sendable {
+        var layout: LayoutData
+        var displayName: String
+        var email: String
+        var languages: [Choice]
+        var themes: [Choice]
+        var error: String?
+        var notice: String?
+    }
+
+    func profile(_ context: SignedInContext, user: User, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+        let page = ProfilePage(
+            layout: self.views.layout(title: "Profile", context: context), displayName: user.displayName, email: user.email,
+            languages: Self.languages.map { Choice(value: $0.code, label: $0.name, selected: (user.language ?? "en") == $0.code) },
+            themes: [("system", "Same as my device"), ("light", "Light"), ("dark", "Dark")].map {
+                Choice(value: $0.0, label: $0.1, selected: user.theme.rawValue == $0.0)
+            },
+            error: error, notice: notice
+        )
+        return try self.views.render(page, template: "account-profile", status: status)
+    }
+
+    @Sendable func profilePage(_ request: Request, context: SignedInContext) throws -> Response {
+        try self.profile(context, user: context.user, notice: request.uri.queryParameters["saved"] != nil ? "Saved." : nil)
+    }
+
+    struct ProfileForm: Decodable {
+        var name: String?
+        var language: String?
+        var theme: String?
+    }
+
+    @Sendable func saveProfile(_ request: Request, context: SignedInContext) async throws -> Response {
+        let form = try await URLEncodedFormDecoder().decode(ProfileForm.self, from: request, context: context)
+        let name = (form.name ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard name.count <= 80 else {
+            return try self.profile(context, user: context.user, error: "Keep your name to 80 characters or fewer.", status: .unprocessableContent)
+        }
+        guard let language = form.language, Self.languages.contains(where: { $0.code == language }),
+            let theme = form.theme.flatMap(User.Theme.init(rawValue:))
+        else {
+            return try self.profile(context, user: context.user, error: "Choose a language and a theme from the lists.", status: .unprocessableContent)
+        }
+        try await self.database.updateProfile(userID: context.user.id!, displayName: name, language: language, theme: theme)
+        return Response(status: .seeOther, headers: [.location: "/account/profile?saved=1"])
+    }
+
+    struct PasswordPage: Sendable {
+        var layout: LayoutData
+        var hasPassword: Bool
+        var error: String?
+        var notice: String?
+        var passwordHint: String
+    }
+
+    func password(_ context: SignedInContext, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+        let page = PasswordPage(
+            layout: self.views.layout(title: "Password", context: context), hasPassword: context.user.passwordHash != nil, error: error,
+            notice: notice, passwordHint: "At least \(PasswordPolicy.minimumLength) characters; a phrase of a few words is easy to remember and hard to guess."
+        )
+        return try self.views.render(page, template: "account-password", status: status)
+    }
+
+    @Sendable func passwordPage(_ request: Request, context: SignedInContext) throws -> Response {
+        try self.password(context, notice: request.uri.queryParameters["changed"] != nil ? "Your password is changed." : nil)
+    }
+
+    struct PasswordForm: Decodable {
+        var current: String?
+        var new: String?
+        var signOutOthers: String?
+    }
+
+    @Sendable func changePassword(_ request: Request, context: SignedInContext) async throws -> Response {
+        let form = try await URLEncodedFormDecoder().decode(PasswordForm.self, from: request, context: context)
+        do {
+            try await self.accounts.changePassword(
+                user: context.user, current: form.current ?? "", new: form.new ?? "", signOutOthers: form.signOutOthers == "on",
+                keepingSession: context.identity.session.id
+            )
+        } catch AccountService.ChangeError.wrongPassword {
+            return try self.password(context, error: "Your current password is not right.", status: .unauthorized)
+        } catch AccountService.ChangeError.password(let problem) {
+            return try self.password(context, error: AccountController.message(for: problem), status: .unprocessableContent)
+        }
+        self.mailQueued()
+        return Response(status: .seeOther, headers: [.location: "/account/password?changed=1"])
+    }
+}
