@@ -76,7 +76,7 @@ let package = Package(
         .target(
             name: "EaselCore",
             dependencies: [
-                "EaselStore", "EaselBlobs", "EaselIntegrations",
+                "EaselStore", "EaselBlobs", "EaselIntegrations", "EaselAssets",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -122,7 +122,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // static/ and templates/, embedded into the binary at build time.
+        // static/, templates/ and locales/, embedded into the binary at build time.
         .target(
             name: "EaselAssets",
             swiftSettings: swiftSettings,

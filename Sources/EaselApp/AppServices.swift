@@ -25,10 +25,13 @@ public struct AppServices: Sendable {
     public let mailer: MailDispatcher
     public let httpClient: HTTPClient
     public let logger: Logger
+    /// The message catalogs (locales/), for pages and mails.
+    public let localizer: Localizer
 
     /// Opens the data folder, the database (migrating it) and the blob store.
     /// `passwordHasher` lets tests use a cheaper bcrypt cost; production uses cost 12.
     public static func start(config: EaselConfig, logger: Logger, passwordHasher: PasswordHasher? = nil) async throws -> AppServices {
+        let localizer = config.devAssets ? try Localizer.disk(root: config.assetsDirectory) : try Localizer.embedded()
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: config.dataDirectory, withIntermediateDirectories: true)
         try fileManager.createDirectory(at: config.workDirectory, withIntermediateDirectories: true)
@@ -52,7 +55,7 @@ public struct AppServices: Sendable {
             signup: AccountService.SignupMode(rawValue: config.signup.rawValue)!, allowedDomains: config.signupDomains,
             minimumAge: config.minimumAge, sessionIdle: config.sessionIdle.seconds, sessionMax: config.sessionMax.seconds
         )
-        let mails = AccountMails(siteName: config.siteName, publicURL: config.publicURL)
+        let mails = AccountMails(siteName: config.siteName, publicURL: config.publicURL, localizer: localizer)
         let accounts = AccountService(
             settings: accountSettings, database: database, hasher: passwordHasher ?? PasswordHasher(), mails: mails,
             logger: logger.with(label: "easel.accounts")
@@ -88,7 +91,8 @@ public struct AppServices: Sendable {
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
         return AppServices(
             config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
-            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger
+            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger,
+            localizer: localizer
         )
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The files of `static/` and `templates/` as they were when the binary was built.
+/// The files of `static/`, `templates/` and `locales/` as they were when the binary was built.
 public enum EmbeddedAssets {
     /// Decodes every embedded file; names are relative to the package root ("static/app.css").
     public static func load() -> [String: Data] {

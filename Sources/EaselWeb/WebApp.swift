@@ -88,6 +88,8 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     SettingsController(database: dependencies.database, views: views).addRoutes(to: router)
     ProfileController(accounts: dependencies.accounts, database: dependencies.database, views: views, mailQueued: dependencies.mailQueued)
         .addRoutes(to: router)
+    InvitationsController(database: dependencies.database, accounts: dependencies.accounts, views: views, mailQueued: dependencies.mailQueued)
+        .addRoutes(to: router)
     AdminUsersController(
         database: dependencies.database, accounts: dependencies.accounts, twoFactor: dependencies.twoFactor, views: views,
         mailQueued: dependencies.mailQueued

@@ -9,14 +9,14 @@ import Testing
 @Suite("Two-factor sign-in (TOTP)")
 struct TwoFactorTests {
     func makeUser(_ database: AppDatabase) async throws -> User {
-        let mails = AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!)
+        let mails = AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded())
         let accounts = AccountService(settings: .init(), database: database, hasher: PasswordHasher(cost: 4), mails: mails, logger: Logger(label: "test"))
         try await accounts.signUp(.init(email: "ada@example.org", password: "correct horse battery", displayName: "Ada", ageConfirmed: true, termsAccepted: true))
         return try #require(try await database.user(email: "ada@example.org"))
     }
 
     func service(_ database: AppDatabase) -> TwoFactorService {
-        TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!), issuer: "Easel")
+        TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), issuer: "Easel")
     }
 
     func code(_ user: User, at date: Date) throws -> String {

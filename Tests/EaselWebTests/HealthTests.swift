@@ -48,9 +48,9 @@ struct HealthTests {
                 publicURL: URL(string: "http://localhost:8080")!, database: database,
                 accounts: AccountService(
                     settings: .init(), database: database, hasher: PasswordHasher(cost: 4),
-                    mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!), logger: Logger(label: "test")
+                    mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), logger: Logger(label: "test")
                 ),
-                twoFactor: TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!), issuer: "Easel"),
+                twoFactor: TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), issuer: "Easel"),
                 secretKey: String(repeating: "s", count: 40), mailTransport: "log", mailQueued: {}
             )
         )

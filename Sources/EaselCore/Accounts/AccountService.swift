@@ -32,14 +32,17 @@ public struct AccountService: Sendable {
         public var ageConfirmed: Bool
         public var termsAccepted: Bool
         public var language: String?
+        /// The raw token of an admin's invitation, from the invitation link.
+        public var invitation: String?
 
-        public init(email: String, password: String, displayName: String, ageConfirmed: Bool, termsAccepted: Bool, language: String? = nil) {
+        public init(email: String, password: String, displayName: String, ageConfirmed: Bool, termsAccepted: Bool, language: String? = nil, invitation: String? = nil) {
             self.email = email
             self.password = password
             self.displayName = displayName
             self.ageConfirmed = ageConfirmed
             self.termsAccepted = termsAccepted
             self.language = language
+            self.invitation = invitation
         }
     }
 
@@ -52,6 +55,8 @@ public struct AccountService: Sendable {
         case closed
         case inviteOnly
         case domainNotAllowed
+        /// The invitation is unknown, used, expired, or made out to another address.
+        case invitationInvalid
     }
 
     public enum SignInResult: Sendable, Equatable {
@@ -103,13 +108,17 @@ public struct AccountService: Sendable {
     /// account, queues a notice to that address instead: the person signing up sees the same
     /// answer either way, so sign-up cannot be used to find out who has an account.
     public func signUp(_ request: SignUpRequest) async throws {
-        switch self.settings.signup {
-        case .closed: throw SignUpError.closed
-        case .invite: throw SignUpError.inviteOnly
-        case .open: break
+        // An admin's invitation works in every mode: inviting is the admin's deliberate choice.
+        let invitation = request.invitation.flatMap { $0.isEmpty ? nil : $0 }
+        if invitation == nil {
+            switch self.settings.signup {
+            case .closed: throw SignUpError.closed
+            case .invite: throw SignUpError.inviteOnly
+            case .open: break
+            }
         }
         guard let email = Self.normalizedEmail(request.email) else { throw SignUpError.invalidEmail }
-        if !self.settings.allowedDomains.isEmpty, let domain = email.split(separator: "@").last,
+        if invitation == nil, !self.settings.allowedDomains.isEmpty, let domain = email.split(separator: "@").last,
             !self.settings.allowedDomains.contains(String(domain))
         {
             throw SignUpError.domainNotAllowed
@@ -131,12 +140,40 @@ public struct AccountService: Sendable {
             let user = try await self.database.createAccount(
                 NewAccount(email: email, passwordHash: hash, displayName: name, language: request.language, termsVersion: self.settings.termsVersion),
                 verification: verification,
-                mail: self.mails.verification(to: email, name: name.isEmpty ? nil : name, token: token, code: code)
+                mail: self.mails.verification(to: email, name: name.isEmpty ? nil : name, token: token, code: code, language: Language(code: request.language) ?? .english),
+                invitationTokenHash: invitation.map(SecureToken.hash)
             )
             self.logger.info("account created", metadata: ["user": "\(user.id ?? 0)", "role": "\(user.role.rawValue)"])
         } catch AccountStoreError.emailTaken {
-            try await self.database.queueMail(self.mails.alreadyRegistered(to: email, name: nil))
+            // The notice goes to the existing owner, in the language of their profile.
+            let owner = try await self.database.user(email: email)
+            try await self.database.queueMail(self.mails.alreadyRegistered(to: email, name: nil, language: owner?.preferredLanguage ?? .english))
+        } catch InvitationError.invalid {
+            throw SignUpError.invitationInvalid
         }
+    }
+
+    // MARK: Invitations
+
+    public static let invitationLifetime: TimeInterval = 7 * 86400
+
+    /// Mails a single-use invitation, valid for a week, to `email`.
+    public func invite(email raw: String, role: User.Role, by admin: User) async throws {
+        guard let email = Self.normalizedEmail(raw) else { throw SignUpError.invalidEmail }
+        let token = SecureToken.make()
+        _ = try await self.database.createInvitation(
+            email: email, tokenHash: SecureToken.hash(token), role: role, invitedBy: admin.id!,
+            expiresAt: Date().addingTimeInterval(Self.invitationLifetime),
+            // The invitee has no profile yet: write in the inviting admin's language.
+            mail: self.mails.invitation(
+                to: email, from: admin.displayName.isEmpty ? admin.email : admin.displayName, token: token, language: admin.preferredLanguage
+            )
+        )
+    }
+
+    /// The invitation a link carries, while it can still be used.
+    public func invitation(token: String) async throws -> Invitation? {
+        try await self.database.usableInvitation(tokenHash: SecureToken.hash(token))
     }
 
     /// Follows the mailed link. Nil for an unknown, used or expired token.
@@ -163,7 +200,7 @@ public struct AccountService: Sendable {
         try await self.database.issueEmailToken(
             NewEmailToken(purpose: .verifyEmail, tokenHash: SecureToken.hash(token), codeHash: SecureToken.hash(code), expiresAt: Date().addingTimeInterval(24 * 3600)),
             userID: id,
-            mail: self.mails.verification(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, token: token, code: code)
+            mail: self.mails.verification(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, token: token, code: code, language: user.preferredLanguage)
         )
     }
 
@@ -215,7 +252,7 @@ public struct AccountService: Sendable {
         let device = DeviceName.describe(userAgent: userAgent)
         try await self.database.rememberDevice(
             userID: user.id!, fingerprint: SecureToken.hash(device),
-            mail: self.mails.newDevice(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, device: device, ip: ip, at: now)
+            mail: self.mails.newDevice(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, device: device, ip: ip, at: now, language: user.preferredLanguage)
         )
         let token = SecureToken.make()
         let session = try await self.database.createSession(
@@ -258,7 +295,7 @@ public struct AccountService: Sendable {
         if let problem = PasswordPolicy.check(new, email: user.email) { throw ChangeError.password(problem) }
         try await self.database.changePassword(
             userID: user.id!, hash: await self.hasher.hash(new), keepingSession: keepingSession, signOutOthers: signOutOthers,
-            mail: self.mails.passwordChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, signedOutOthers: signOutOthers)
+            mail: self.mails.passwordChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, signedOutOthers: signOutOthers, language: user.preferredLanguage)
         )
     }
 
@@ -282,7 +319,7 @@ public struct AccountService: Sendable {
         try await self.database.issueEmailToken(
             NewEmailToken(purpose: .changeEmail, tokenHash: SecureToken.hash(token), newEmail: email, expiresAt: Date().addingTimeInterval(24 * 3600)),
             userID: user.id!,
-            mail: self.mails.confirmNewEmail(to: email, name: user.displayName.isEmpty ? nil : user.displayName, token: token)
+            mail: self.mails.confirmNewEmail(to: email, name: user.displayName.isEmpty ? nil : user.displayName, token: token, language: user.preferredLanguage)
         )
     }
 
@@ -293,7 +330,7 @@ public struct AccountService: Sendable {
             guard
                 let (_, updated) = try await self.database.confirmEmailChange(
                     tokenHash: SecureToken.hash(token),
-                    notice: { old in mails.emailChanged(to: old.email, name: old.displayName.isEmpty ? nil : old.displayName) }
+                    notice: { old in mails.emailChanged(to: old.email, name: old.displayName.isEmpty ? nil : old.displayName, language: old.preferredLanguage) }
                 )
             else { throw EmailChangeError.invalidToken }
             return updated
@@ -332,7 +369,7 @@ public struct AccountService: Sendable {
         try await self.database.issueEmailToken(
             NewEmailToken(purpose: .resetPassword, tokenHash: SecureToken.hash(token), expiresAt: Date().addingTimeInterval(3600)),
             userID: id,
-            mail: self.mails.passwordReset(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, token: token)
+            mail: self.mails.passwordReset(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, token: token, language: user.preferredLanguage)
         )
         return self.mails.link("/reset-password", token: token)
     }
@@ -353,7 +390,7 @@ public struct AccountService: Sendable {
         guard
             let updated = try await self.database.resetPassword(
                 tokenHash: SecureToken.hash(token), newPasswordHash: hash,
-                mail: { user in mails.passwordChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, signedOutOthers: true) }
+                mail: { user in mails.passwordChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, signedOutOthers: true, language: user.preferredLanguage) }
             )
         else { throw ResetError.invalidToken }
         return updated

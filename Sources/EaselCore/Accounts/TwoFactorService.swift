@@ -55,7 +55,7 @@ public struct TwoFactorService: Sendable {
         let codes = (0..<Self.recoveryCodeCount).map { _ in Self.recoveryCode() }
         try await self.database.enableTwoFactor(
             userID: user.id!, step: step, recoveryCodeHashes: codes.map { SecureToken.hash(Self.normalizeRecovery($0)) },
-            mail: self.mails.twoFactorChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, enabled: true)
+            mail: self.mails.twoFactorChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, enabled: true, language: user.preferredLanguage)
         )
         return codes
     }
@@ -74,7 +74,7 @@ public struct TwoFactorService: Sendable {
     public func disable(for user: User) async throws {
         try await self.database.disableTwoFactor(
             userID: user.id!,
-            mail: self.mails.twoFactorChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, enabled: false)
+            mail: self.mails.twoFactorChanged(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, enabled: false, language: user.preferredLanguage)
         )
     }
 

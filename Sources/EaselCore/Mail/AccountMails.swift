@@ -1,15 +1,35 @@
 import EaselStore
 import Foundation
 
-/// The words of the account mails. Links are built from the configured public URL, never from
-/// a request's Host header.
+/// The words of the account mails, from the message catalogs in the recipient's language (the
+/// caller passes it; composed at queue time). Links are built from the configured public URL,
+/// never from a request's Host header.
 public struct AccountMails: Sendable {
     public let siteName: String
     public let publicURL: URL
+    public let localizer: Localizer
 
-    public init(siteName: String, publicURL: URL) {
+    public init(siteName: String, publicURL: URL, localizer: Localizer) {
         self.siteName = siteName
         self.publicURL = publicURL
+        self.localizer = localizer
+    }
+
+    /// A catalog text with the site name filled in as `{site}`.
+    func text(_ key: String, _ arguments: [String: String] = [:], _ language: Language) -> String {
+        self.localizer.text(key, arguments.merging(["site": self.siteName]) { given, _ in given }, language: language)
+    }
+
+    /// A mail whose subject, paragraphs and button are `mail.<name>.subject`, `.p1`, `.p2`… and `.action`.
+    func localizedDraft(
+        kind: String, name: String, to user: (email: String, name: String?), language: Language, arguments: [String: String] = [:],
+        paragraphs: [String] = ["p1", "p2"], action: (key: String, url: String)?
+    ) -> MailDraft {
+        self.draft(
+            kind: kind, to: user, subject: self.text("mail.\(name).subject", arguments, language),
+            paragraphs: paragraphs.map { self.text("mail.\(name).\($0)", arguments, language) },
+            action: action.map { (self.text($0.key, arguments, language), $0.url) }, language: language
+        )
     }
 
     public func link(_ path: String, token: String) -> String {
@@ -20,117 +40,86 @@ public struct AccountMails: Sendable {
         "<\(UUID().uuidString.lowercased())@\(self.publicURL.host ?? "easel.invalid")>"
     }
 
-    func draft(kind: String, to user: (email: String, name: String?), subject: String, paragraphs: [String], action: (label: String, url: String)?) -> MailDraft {
+    func draft(
+        kind: String, to user: (email: String, name: String?), subject: String, paragraphs: [String], action: (label: String, url: String)?,
+        language: Language = .english
+    ) -> MailDraft {
         var text = paragraphs.joined(separator: "\n\n")
         var html = paragraphs.map { "<p>\(Self.escape($0))</p>" }.joined(separator: "\n")
         if let action {
             text += "\n\n\(action.label): \(action.url)"
             html += "\n<p><a href=\"\(Self.escape(action.url))\" style=\"display:inline-block;padding:10px 18px;background:#6a4cf0;color:#fff;border-radius:999px;text-decoration:none\">\(Self.escape(action.label))</a></p>"
-            html += "\n<p style=\"color:#615d68;font-size:13px\">Or paste this address into your browser: \(Self.escape(action.url))</p>"
+            html += "\n<p style=\"color:#615d68;font-size:13px\">\(Self.escape(self.text("mail.paste_link", ["url": action.url], language)))</p>"
         }
         text += "\n\n— \(self.siteName)\n"
-        html = "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;line-height:1.5;color:#1d1b20\">\n\(html)\n<p>— \(Self.escape(self.siteName))</p></body></html>"
+        html = "<!doctype html><html lang=\"\(language.rawValue)\"><body style=\"font-family:system-ui,sans-serif;line-height:1.5;color:#1d1b20\">\n\(html)\n<p>— \(Self.escape(self.siteName))</p></body></html>"
         return MailDraft(kind: kind, toEmail: user.email, toName: user.name, subject: subject, text: text, html: html, messageID: self.messageID())
     }
 
-    public func verification(to email: String, name: String?, token: String, code: String) -> MailDraft {
-        self.draft(
-            kind: "verify_email", to: (email, name), subject: "Confirm your email for \(self.siteName)",
-            paragraphs: [
-                "Welcome to \(self.siteName)! Confirm that this address is yours to finish setting up your account.",
-                "Your confirmation code is \(code). It works for 24 hours, as does the button below.",
-                "If you did not sign up, ignore this mail: no account will be usable with this address.",
-            ],
-            action: ("Confirm my email", self.link("/verify", token: token))
+    public func verification(to email: String, name: String?, token: String, code: String, language: Language) -> MailDraft {
+        self.localizedDraft(
+            kind: "verify_email", name: "verify", to: (email, name), language: language, arguments: ["code": code], paragraphs: ["p1", "p2", "p3"],
+            action: ("mail.verify.action", self.link("/verify", token: token))
         )
     }
 
-    public func alreadyRegistered(to email: String, name: String?) -> MailDraft {
-        self.draft(
-            kind: "already_registered", to: (email, name), subject: "You already have an account on \(self.siteName)",
-            paragraphs: [
-                "Someone tried to sign up to \(self.siteName) with this address, which already has an account.",
-                "If it was you, sign in instead, or reset your password if you forgot it. If it was not you, you can ignore this mail.",
-            ],
-            action: ("Sign in", "\(self.publicURL.absoluteString)/signin")
+    public func invitation(to email: String, from inviter: String, token: String, language: Language) -> MailDraft {
+        self.localizedDraft(
+            kind: "invitation", name: "invitation", to: (email, nil), language: language, arguments: ["inviter": inviter],
+            action: ("mail.invitation.action", "\(self.publicURL.absoluteString)/signup?invite=\(token)")
         )
     }
 
-    public func passwordReset(to email: String, name: String?, token: String) -> MailDraft {
-        self.draft(
-            kind: "reset_password", to: (email, name), subject: "Reset your \(self.siteName) password",
-            paragraphs: [
-                "Someone asked to reset the password of your \(self.siteName) account.",
-                "The link below works once, for one hour. If you did not ask, ignore this mail: your password stays as it is.",
-            ],
-            action: ("Choose a new password", self.link("/reset-password", token: token))
+    public func alreadyRegistered(to email: String, name: String?, language: Language) -> MailDraft {
+        self.localizedDraft(
+            kind: "already_registered", name: "registered", to: (email, name), language: language,
+            action: ("mail.registered.action", "\(self.publicURL.absoluteString)/signin")
         )
     }
 
-    public func passwordChanged(to email: String, name: String?, signedOutOthers: Bool) -> MailDraft {
-        self.draft(
-            kind: "password_changed", to: (email, name), subject: "Your \(self.siteName) password was changed",
-            paragraphs: [
-                signedOutOthers
-                    ? "The password of your \(self.siteName) account was just changed, and every other device was signed out."
-                    : "The password of your \(self.siteName) account was just changed.",
-                "If this was not you, reset your password now and check your account's sessions.",
-            ],
-            action: ("Reset my password", "\(self.publicURL.absoluteString)/forgot-password")
+    public func passwordReset(to email: String, name: String?, token: String, language: Language) -> MailDraft {
+        self.localizedDraft(
+            kind: "reset_password", name: "reset", to: (email, name), language: language,
+            action: ("mail.reset.action", self.link("/reset-password", token: token))
         )
     }
 
-    public func confirmNewEmail(to email: String, name: String?, token: String) -> MailDraft {
-        self.draft(
-            kind: "change_email", to: (email, name), subject: "Confirm your new email for \(self.siteName)",
-            paragraphs: [
-                "You asked to use this address for your \(self.siteName) account. Confirm it to make the change; until then your old address stays.",
-                "The link works for 24 hours. If you did not ask for this, ignore this mail.",
-            ],
-            action: ("Use this address", self.link("/account/email/confirm", token: token))
+    public func passwordChanged(to email: String, name: String?, signedOutOthers: Bool, language: Language) -> MailDraft {
+        self.localizedDraft(
+            kind: "password_changed", name: "password_changed", to: (email, name), language: language,
+            paragraphs: [signedOutOthers ? "p1_signed_out" : "p1", "p2"],
+            action: ("mail.password_changed.action", "\(self.publicURL.absoluteString)/forgot-password")
         )
     }
 
-    public func emailChanged(to oldEmail: String, name: String?) -> MailDraft {
-        self.draft(
-            kind: "email_changed", to: (oldEmail, name), subject: "The email of your \(self.siteName) account was changed",
-            paragraphs: [
-                "Your \(self.siteName) account no longer uses this address: a new one was confirmed just now.",
-                "If this was not you, contact the administrator of this server at once.",
-            ],
-            action: nil
+    public func confirmNewEmail(to email: String, name: String?, token: String, language: Language) -> MailDraft {
+        self.localizedDraft(
+            kind: "change_email", name: "new_email", to: (email, name), language: language,
+            action: ("mail.new_email.action", self.link("/account/email/confirm", token: token))
         )
     }
 
-    public func newDevice(to email: String, name: String?, device: String, ip: String, at date: Date) -> MailDraft {
+    public func emailChanged(to oldEmail: String, name: String?, language: Language) -> MailDraft {
+        self.localizedDraft(kind: "email_changed", name: "email_changed", to: (oldEmail, name), language: language, action: nil)
+    }
+
+    public func newDevice(to email: String, name: String?, device: String, ip: String, at date: Date, language: Language) -> MailDraft {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
-        return self.draft(
-            kind: "new_device", to: (email, name), subject: "New sign-in to your \(self.siteName) account",
-            paragraphs: [
-                "Your account was just signed in from a device it had not been used on before: \(device), from \(ip.isEmpty ? "an unknown address" : ip), at \(formatter.string(from: date)).",
-                "If this was you, there is nothing to do. If not, change your password now and sign that session out from your account page.",
-            ],
-            action: ("Review my sessions", "\(self.publicURL.absoluteString)/account")
+        let address = ip.isEmpty ? self.text("mail.new_device.unknown_address", [:], language) : ip
+        return self.localizedDraft(
+            kind: "new_device", name: "new_device", to: (email, name), language: language,
+            arguments: ["device": device, "ip": address, "time": formatter.string(from: date)],
+            action: ("mail.new_device.action", "\(self.publicURL.absoluteString)/account")
         )
     }
 
-    public func twoFactorChanged(to email: String, name: String?, enabled: Bool) -> MailDraft {
-        self.draft(
-            kind: enabled ? "two_factor_on" : "two_factor_off", to: (email, name),
-            subject: enabled ? "Two-factor sign-in is on for \(self.siteName)" : "Two-factor sign-in was turned off for \(self.siteName)",
-            paragraphs: enabled
-                ? [
-                    "Two-factor sign-in is now on for your \(self.siteName) account: signing in asks for a code from your authenticator app.",
-                    "Keep your recovery codes somewhere safe. If this was not you, reset your password and contact the administrator.",
-                ]
-                : [
-                    "Two-factor sign-in was turned off for your \(self.siteName) account: signing in now needs only your password.",
-                    "If this was not you, reset your password at once and turn two-factor sign-in back on.",
-                ],
-            action: ("Open my account", "\(self.publicURL.absoluteString)/account")
+    public func twoFactorChanged(to email: String, name: String?, enabled: Bool, language: Language) -> MailDraft {
+        self.localizedDraft(
+            kind: enabled ? "two_factor_on" : "two_factor_off", name: enabled ? "two_factor_on" : "two_factor_off", to: (email, name),
+            language: language, action: ("mail.two_factor.action", "\(self.publicURL.absoluteString)/account")
         )
     }
 

@@ -42,12 +42,22 @@ public enum AccountStoreError: Error, Equatable {
 extension AppDatabase {
     /// Creates an account with its verification token and mail, in one transaction. While no
     /// admin exists, the new account is the admin (the first person to sign up runs the place).
-    public func createAccount(_ account: NewAccount, verification: NewEmailToken, mail: MailDraft, now: Date = Date()) async throws -> User {
+    /// With `invitationTokenHash`, the invitation (made out to this address) is used up in the
+    /// same transaction and decides the role; the address counts as confirmed, since the
+    /// invitation was mailed to it.
+    public func createAccount(_ account: NewAccount, verification: NewEmailToken, mail: MailDraft, invitationTokenHash: Data? = nil, now: Date = Date()) async throws -> User {
         try await self.writer.write { db in
             let hasAdmin = try User.filter(User.Columns.role == User.Role.admin.rawValue).fetchCount(db) > 0
+            var role: User.Role = hasAdmin ? .member : .admin
+            var verifiedAt: Date?
+            if let invitationTokenHash {
+                let invited = try Self.consumeInvitation(db, tokenHash: invitationTokenHash, email: account.email, now: now)
+                if invited == .admin { role = .admin }
+                verifiedAt = now
+            }
             var user = User(
-                id: nil, email: account.email, emailVerifiedAt: nil, passwordHash: account.passwordHash,
-                displayName: account.displayName, avatarKey: nil, role: hasAdmin ? .member : .admin, status: .active,
+                id: nil, email: account.email, emailVerifiedAt: verifiedAt, passwordHash: account.passwordHash,
+                displayName: account.displayName, avatarKey: nil, role: role, status: .active,
                 language: account.language, theme: .system, totpSecret: nil, totpEnabledAt: nil, totpLastStep: nil,
                 ageConfirmedAt: now, termsVersion: account.termsVersion, termsAcceptedAt: now, createdAt: now, updatedAt: now
             )
@@ -56,8 +66,10 @@ extension AppDatabase {
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
                 throw AccountStoreError.emailTaken
             }
-            try Self.insertToken(verification, userID: user.id!, db: db, now: now)
-            try Self.enqueue(mail, db: db, now: now)
+            if verifiedAt == nil {
+                try Self.insertToken(verification, userID: user.id!, db: db, now: now)
+                try Self.enqueue(mail, db: db, now: now)
+            }
             return user
         }
     }

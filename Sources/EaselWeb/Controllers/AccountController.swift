@@ -71,10 +71,18 @@ struct AccountController {
         var name: String?
         var age: String?
         var terms: String?
+        var invite: String?
     }
 
-    @Sendable func signUpPage(_ request: Request, context: AppRequestContext) throws -> Response {
+    @Sendable func signUpPage(_ request: Request, context: AppRequestContext) async throws -> Response {
         if context.identity != nil { return Self.redirect("/account") }
+        // An invitation link prefills the address it was made out to.
+        if let token = request.uri.queryParameters["invite"].map(String.init), !token.isEmpty {
+            guard let invitation = try await self.accounts.invitation(token: token) else {
+                return try self.page("signup", title: "Create your account", context: context, status: .badRequest, error: self.message(for: .invitationInvalid))
+            }
+            return try self.page("signup", title: "Create your account", context: context, email: invitation.email, token: token)
+        }
         return try self.page("signup", title: "Create your account", context: context)
     }
 
@@ -86,16 +94,17 @@ struct AccountController {
                 .init(
                     email: email, password: form.password ?? "", displayName: form.name ?? "",
                     ageConfirmed: form.age == "on", termsAccepted: form.terms == "on",
-                    language: nil
+                    language: nil, invitation: form.invite
                 )
             )
         } catch let error as AccountService.SignUpError {
             return try self.page(
                 "signup", title: "Create your account", context: context, status: .unprocessableContent,
-                error: self.message(for: error), email: email, displayName: form.name ?? ""
+                error: self.message(for: error), email: email, displayName: form.name ?? "", token: form.invite ?? ""
             )
         }
         self.mailQueued()
+        if let invite = form.invite, !invite.isEmpty { return Self.redirect("/signin?notice=verified") }
         let normalized = AccountService.normalizedEmail(email) ?? email
         return Self.redirect("/verify/code?email=\(normalized.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")&sent=1")
     }
@@ -110,6 +119,7 @@ struct AccountController {
         case .closed: "Sign-up is closed on this server. Ask its administrator for an account."
         case .inviteOnly: "This server is invitation-only. Ask its administrator for an invitation."
         case .domainNotAllowed: "Sign-up is limited to certain email domains on this server. Use your work address, or ask the administrator."
+        case .invitationInvalid: "This invitation has expired, was already used, or is for another address. Ask the administrator for a new one."
         }
     }
 
