@@ -33,6 +33,7 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
         apiKeys: services.apiKeys,
         secretKey: services.secretKey,
         mailTransport: services.mailer.transportName,
+        localizer: services.localizer,
         mailQueued: { [scheduler = services.scheduler] in scheduler.wake("mail") }
     )
     let router = buildRouter(dependencies)

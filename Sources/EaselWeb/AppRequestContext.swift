@@ -21,6 +21,8 @@ public struct AppRequestContext: RequestContext {
     public var identity: Identity?
     /// The anonymous CSRF token (double-submit cookie) for forms shown before sign-in.
     public var anonymousCSRF: String?
+    /// Language and theme from the preferences cookie or Accept-Language (`PreferencesMiddleware`).
+    public var preferences = VisitorPreferences()
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
@@ -38,6 +40,7 @@ public struct SignedInContext: ChildRequestContext {
     public let cspNonce: String
     public let clientIP: String
     public let identity: Identity
+    public let preferences: VisitorPreferences
     var csrfToken: String { self.identity.session.csrfToken }
 
     public init(context: AppRequestContext) throws {
@@ -46,6 +49,7 @@ public struct SignedInContext: ChildRequestContext {
         self.cspNonce = context.cspNonce
         self.clientIP = context.clientIP
         self.identity = identity
+        self.preferences = context.preferences
     }
 
     var user: User { self.identity.user }

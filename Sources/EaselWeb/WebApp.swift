@@ -25,12 +25,14 @@ public struct WebDependencies: Sendable {
     public var mailTransport: String
     /// Asks for queued mail to go out now.
     public var mailQueued: @Sendable () -> Void
+    /// The message catalogs (locales/).
+    public var localizer: Localizer
 
     public init(
         siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
         servesTLS: Bool, publicURL: URL, database: AppDatabase, accounts: AccountService, twoFactor: TwoFactorService,
         externalSignIn: ExternalSignIn? = nil, apiKeys: APIKeyService? = nil,
-        secretKey: String, mailTransport: String,
+        secretKey: String, mailTransport: String, localizer: Localizer,
         mailQueued: @escaping @Sendable () -> Void
     ) {
         self.siteName = siteName
@@ -48,17 +50,22 @@ public struct WebDependencies: Sendable {
         self.secretKey = secretKey
         self.mailTransport = mailTransport
         self.mailQueued = mailQueued
+        self.localizer = localizer
     }
 }
 
 /// Every route of the site, in one place.
 public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestContext> {
-    let views = ViewRenderer(assets: dependencies.assets, siteName: dependencies.siteName, externalSignInLabel: dependencies.externalSignIn?.buttonLabel)
+    let views = ViewRenderer(
+        assets: dependencies.assets, siteName: dependencies.siteName, localizer: dependencies.localizer,
+        externalSignInLabel: dependencies.externalSignIn?.buttonLabel
+    )
     let router = Router(context: AppRequestContext.self)
     // Outermost first: headers go on every response, errors included.
     router.add(middleware: SecurityHeadersMiddleware(strictTransportSecurity: dependencies.servesTLS))
     router.add(middleware: AccessLogMiddleware())
     router.add(middleware: CompressionMiddleware())
+    router.add(middleware: PreferencesMiddleware())
     router.add(middleware: ErrorMiddleware(views: views))
     let cookies = CookiePolicy(publicURL: dependencies.publicURL)
     router.add(middleware: SessionMiddleware(accounts: dependencies.accounts, cookies: cookies))
@@ -67,6 +74,7 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     HealthController(checks: dependencies.readinessChecks, timeout: .seconds(5)).addRoutes(to: router)
     StaticController(assets: dependencies.assets).addRoutes(to: router)
     HomeController(views: views).addRoutes(to: router)
+    PreferencesController(cookies: cookies, publicOrigin: origin(of: dependencies.publicURL), views: views).addRoutes(to: router)
     SignedBlobController(blobs: dependencies.blobs, signer: dependencies.blobURLSigner).addRoutes(to: router)
     let twoFactor = TwoFactorController(
         accounts: dependencies.accounts, twoFactor: dependencies.twoFactor, database: dependencies.database, views: views, cookies: cookies,

@@ -7,6 +7,9 @@ public struct WebError: Error, Sendable {
     public var code: String
     public var message: String
     public var headers: HTTPFields
+    /// The catalog key (and its arguments) of `message`, so an error page shows it in the
+    /// reader's language; API answers keep the English `message`.
+    public var localized: (key: String, arguments: [String: String])?
 
     public init(_ status: HTTPResponse.Status, code: String, message: String, headers: HTTPFields = [:]) {
         self.status = status
@@ -15,7 +18,17 @@ public struct WebError: Error, Sendable {
         self.headers = headers
     }
 
-    public static func notFound(_ message: String = "There is nothing at this address. Check the link, or go back to the home page.") -> WebError {
+    /// An error whose page text comes from the catalogs; `message` is its English form for API clients and logs.
+    public init(_ status: HTTPResponse.Status, code: String, key: String, _ arguments: [String: String] = [:], english message: String) {
+        self.init(status, code: code, message: message)
+        self.localized = (key, arguments)
+    }
+
+    public static func notFound() -> WebError {
+        WebError(.notFound, code: "not_found", key: "error.not_found", english: "There is nothing at this address. Check the link, or go back to the home page.")
+    }
+
+    public static func notFound(_ message: String) -> WebError {
         WebError(.notFound, code: "not_found", message: message)
     }
 

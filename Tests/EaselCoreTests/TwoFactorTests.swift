@@ -15,7 +15,7 @@ struct TwoFactorTests {
         return try #require(try await database.user(email: "ada@example.org"))
     }
 
-    func service(_ database: AppDatabase) -> TwoFactorService {
+    func service(_ database: AppDatabase) throws -> TwoFactorService {
         TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), issuer: "Easel")
     }
 
@@ -26,7 +26,7 @@ struct TwoFactorTests {
     @Test("Setup gives an otpauth URI with a base32 key of at least 160 bits, and needs a right code")
     func setup() async throws {
         let database = try AppDatabase.inMemory()
-        let twoFactor = self.service(database)
+        let twoFactor = try self.service(database)
         var user = try await self.makeUser(database)
         let setup = try await twoFactor.beginSetup(for: user)
         #expect(setup.uri.hasPrefix("otpauth://totp/"))
@@ -47,7 +47,7 @@ struct TwoFactorTests {
     @Test("A code is accepted for the current or previous step only, and never twice")
     func codesAreSingleUse() async throws {
         let database = try AppDatabase.inMemory()
-        let twoFactor = self.service(database)
+        let twoFactor = try self.service(database)
         var user = try await self.makeUser(database)
         _ = try await twoFactor.beginSetup(for: user)
         user = try #require(try await database.user(id: user.id!))
@@ -70,7 +70,7 @@ struct TwoFactorTests {
     @Test("Recovery codes work once each, in any case and spacing")
     func recoveryCodes() async throws {
         let database = try AppDatabase.inMemory()
-        let twoFactor = self.service(database)
+        let twoFactor = try self.service(database)
         var user = try await self.makeUser(database)
         _ = try await twoFactor.beginSetup(for: user)
         user = try #require(try await database.user(id: user.id!))

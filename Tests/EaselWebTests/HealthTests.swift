@@ -51,7 +51,7 @@ struct HealthTests {
                     mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), logger: Logger(label: "test")
                 ),
                 twoFactor: TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), issuer: "Easel"),
-                secretKey: String(repeating: "s", count: 40), mailTransport: "log", mailQueued: {}
+                secretKey: String(repeating: "s", count: 40), mailTransport: "log", localizer: try Localizer.embedded(), mailQueued: {}
             )
         )
         let app = Application(router: router)

@@ -42,17 +42,22 @@ public struct Localizer: Sendable {
 
     /// The catalogs compiled into this binary.
     public static func embedded() throws -> Localizer {
+        try Localizer(files: Self.embeddedFiles())
+    }
+
+    static func embeddedFiles() -> [String: Data] {
         var files: [String: Data] = [:]
         for (name, data) in EmbeddedAssets.load() where name.hasPrefix("locales/") {
             files[String(name.dropFirst("locales/".count))] = data
         }
-        return try Localizer(files: files)
+        return files
     }
 
-    /// The catalogs in `root/locales`, read now (EASEL_DEV_ASSETS; restart to see edits).
+    /// The catalogs in `root/locales`, read now (EASEL_DEV_ASSETS; restart to see edits). A
+    /// language file missing there comes from the binary, so a folder of only templates works.
     public static func disk(root: URL) throws -> Localizer {
         let folder = root.appending(path: "locales")
-        var files: [String: Data] = [:]
+        var files = Self.embeddedFiles()
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] where name.hasSuffix(".json") {
             files[name] = FileManager.default.contents(atPath: folder.appending(path: name).path)
         }
@@ -78,7 +83,10 @@ public struct Localizer: Sendable {
         var rest = Substring(text)
         while let open = rest.firstIndex(of: "{") {
             result += rest[..<open]
-            guard let close = rest[open...].firstIndex(of: "}") else { break }
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                rest = rest[open...]
+                break
+            }
             let name = String(rest[rest.index(after: open)..<close])
             if let value = arguments[name] {
                 result += value

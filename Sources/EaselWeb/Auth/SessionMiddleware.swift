@@ -60,7 +60,9 @@ struct CSRFMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         if let origin = request.headers[.origin], origin != self.publicOrigin {
-            throw Self.refusal("This request came from another site (\(origin)), so it was refused.")
+            throw WebError(
+                .forbidden, code: "csrf_failed", key: "error.cross_site", ["origin": origin], english: "This request came from another site (\(origin)), so it was refused."
+            )
         }
         let expected = context.csrfToken
         var request = request
@@ -70,7 +72,9 @@ struct CSRFMiddleware: RouterMiddleware {
             sent = Self.formValue(Self.formField, in: String(buffer: body))
         }
         guard !expected.isEmpty, let sent, SecureToken.equal(sent, expected) else {
-            throw Self.refusal("This form has expired or did not come from this site. Go back, reload the page and try again.")
+            throw WebError(
+                .forbidden, code: "csrf_failed", key: "error.csrf", english: "This form has expired or did not come from this site. Go back, reload the page and try again."
+            )
         }
         return try await next(request, context)
     }

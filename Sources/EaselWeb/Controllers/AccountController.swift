@@ -42,17 +42,21 @@ struct AccountController {
         var minimumAge: Int
         var token: String
         var passwordHint: String
+        /// "I am at least 13 years old.", in the page's language.
+        var ageConfirmation: String
         /// Where to go after signing in (a path on this site).
         var next: String
         /// Mail is kept in the dev mailbox (EASEL_MAIL=log): say where to find it.
         var devMailbox: Bool
     }
 
+    /// Renders `template`; `title` is a catalog key.
     func page(_ template: String, title: String, context: AppRequestContext, status: HTTPResponse.Status = .ok, error: String? = nil, notice: String? = nil, email: String = "", displayName: String = "", token: String = "", next: String = "") throws -> Response {
         let page = FormPage(
-            layout: self.views.layout(title: title, context: context), error: error, notice: notice, email: email,
+            layout: self.views.layout(title: self.views.text(title, [:], context), context: context), error: error, notice: notice, email: email,
             displayName: displayName, minimumAge: self.accounts.settings.minimumAge, token: token,
-            passwordHint: "At least \(PasswordPolicy.minimumLength) characters; a phrase of a few words is easy to remember and hard to guess.",
+            passwordHint: self.views.text("password.hint", ["min": String(PasswordPolicy.minimumLength)], context),
+            ageConfirmation: self.views.text("signup.age", ["age": String(self.accounts.settings.minimumAge)], context),
             next: next,
             devMailbox: self.devMailbox
         )
@@ -79,11 +83,11 @@ struct AccountController {
         // An invitation link prefills the address it was made out to.
         if let token = request.uri.queryParameters["invite"].map(String.init), !token.isEmpty {
             guard let invitation = try await self.accounts.invitation(token: token) else {
-                return try self.page("signup", title: "Create your account", context: context, status: .badRequest, error: self.message(for: .invitationInvalid))
+                return try self.page("signup", title: "signup.title", context: context, status: .badRequest, error: self.message(for: .invitationInvalid, context))
             }
-            return try self.page("signup", title: "Create your account", context: context, email: invitation.email, token: token)
+            return try self.page("signup", title: "signup.title", context: context, email: invitation.email, token: token)
         }
-        return try self.page("signup", title: "Create your account", context: context)
+        return try self.page("signup", title: "signup.title", context: context)
     }
 
     @Sendable func signUp(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -94,13 +98,13 @@ struct AccountController {
                 .init(
                     email: email, password: form.password ?? "", displayName: form.name ?? "",
                     ageConfirmed: form.age == "on", termsAccepted: form.terms == "on",
-                    language: nil, invitation: form.invite
+                    language: context.language.rawValue, invitation: form.invite
                 )
             )
         } catch let error as AccountService.SignUpError {
             return try self.page(
-                "signup", title: "Create your account", context: context, status: .unprocessableContent,
-                error: self.message(for: error), email: email, displayName: form.name ?? "", token: form.invite ?? ""
+                "signup", title: "signup.title", context: context, status: .unprocessableContent,
+                error: self.message(for: error, context), email: email, displayName: form.name ?? "", token: form.invite ?? ""
             )
         }
         self.mailQueued()
@@ -109,26 +113,26 @@ struct AccountController {
         return Self.redirect("/verify/code?email=\(normalized.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")&sent=1")
     }
 
-    func message(for error: AccountService.SignUpError) -> String {
+    func message(for error: AccountService.SignUpError, _ context: some PageContext) -> String {
         switch error {
-        case .invalidEmail: "Enter an email address like name@example.org."
-        case .password(let problem): Self.message(for: problem)
-        case .displayNameTooLong: "Keep your name to 80 characters or fewer."
-        case .ageNotConfirmed: "Please confirm that you are at least \(self.accounts.settings.minimumAge) years old."
-        case .termsNotAccepted: "Please accept the terms and the privacy policy to create an account."
-        case .closed: "Sign-up is closed on this server. Ask its administrator for an account."
-        case .inviteOnly: "This server is invitation-only. Ask its administrator for an invitation."
-        case .domainNotAllowed: "Sign-up is limited to certain email domains on this server. Use your work address, or ask the administrator."
-        case .invitationInvalid: "This invitation has expired, was already used, or is for another address. Ask the administrator for a new one."
+        case .invalidEmail: self.views.text("signup.error_email", [:], context)
+        case .password(let problem): Self.message(for: problem, views: self.views, context)
+        case .displayNameTooLong: self.views.text("signup.error_name_too_long", [:], context)
+        case .ageNotConfirmed: self.views.text("signup.error_age", ["age": String(self.accounts.settings.minimumAge)], context)
+        case .termsNotAccepted: self.views.text("signup.error_terms", [:], context)
+        case .closed: self.views.text("signup.error_closed", [:], context)
+        case .inviteOnly: self.views.text("signup.error_invite_only", [:], context)
+        case .domainNotAllowed: self.views.text("signup.error_domain", [:], context)
+        case .invitationInvalid: self.views.text("signup.error_invitation", [:], context)
         }
     }
 
-    static func message(for problem: PasswordPolicy.Problem) -> String {
+    static func message(for problem: PasswordPolicy.Problem, views: ViewRenderer, _ context: some PageContext) -> String {
         switch problem {
-        case .tooShort: "Choose a password of at least \(PasswordPolicy.minimumLength) characters."
-        case .tooLong: "That password is too long: use at most \(PasswordPolicy.maximumBytes) bytes (fewer if it has accents or emoji)."
-        case .common: "That password is one of the most common ones and would be guessed quickly. Choose another."
-        case .sameAsEmail: "Your password must not be your email address."
+        case .tooShort: views.text("password.too_short", ["min": String(PasswordPolicy.minimumLength)], context)
+        case .tooLong: views.text("password.too_long", ["max": String(PasswordPolicy.maximumBytes)], context)
+        case .common: views.text("password.common", [:], context)
+        case .sameAsEmail: views.text("password.same_as_email", [:], context)
         }
     }
 
@@ -138,8 +142,8 @@ struct AccountController {
         let token = request.uri.queryParameters["token"].map(String.init) ?? ""
         guard !token.isEmpty, try await self.accounts.verify(token: token) != nil else {
             return try self.page(
-                "verify", title: "Confirm your email", context: context, status: .badRequest,
-                error: "This confirmation link has expired or was already used. Enter the code from the mail, or ask for a new mail below."
+                "verify", title: "verify.title", context: context, status: .badRequest,
+                error: self.views.text("verify.error_link", [:], context)
             )
         }
         return Self.redirect("/signin?notice=verified")
@@ -149,8 +153,8 @@ struct AccountController {
         let email = request.uri.queryParameters["email"].map(String.init) ?? ""
         let sent = request.uri.queryParameters["sent"] != nil
         return try self.page(
-            "verify", title: "Confirm your email", context: context,
-            notice: sent ? "We sent a mail to \(email). Click its link, or type the 6-digit code it contains." : nil, email: email
+            "verify", title: "verify.title", context: context,
+            notice: sent ? self.views.text("verify.notice_sent", ["email": email], context) : nil, email: email
         )
     }
 
@@ -163,8 +167,8 @@ struct AccountController {
         let form = try await URLEncodedFormDecoder().decode(CodeForm.self, from: request, context: context)
         guard try await self.accounts.verify(email: form.email ?? "", code: form.code ?? "") != nil else {
             return try self.page(
-                "verify", title: "Confirm your email", context: context, status: .unprocessableContent,
-                error: "That code is not right, or it has expired. Check the latest mail, or ask for a new one.", email: form.email ?? ""
+                "verify", title: "verify.title", context: context, status: .unprocessableContent,
+                error: self.views.text("verify.error_code", [:], context), email: form.email ?? ""
             )
         }
         return Self.redirect("/signin?notice=verified")
@@ -175,8 +179,8 @@ struct AccountController {
         try await self.accounts.resendVerification(email: form.email ?? "")
         self.mailQueued()
         return try self.page(
-            "verify", title: "Confirm your email", context: context,
-            notice: "If \(form.email ?? "that address") has an account waiting for confirmation, a new mail is on its way.", email: form.email ?? ""
+            "verify", title: "verify.title", context: context,
+            notice: self.views.text("verify.notice_resent", ["email": form.email ?? self.views.text("verify.that_address", [:], context)], context), email: form.email ?? ""
         )
     }
 
@@ -198,13 +202,13 @@ struct AccountController {
         if context.identity != nil { return Self.redirect("/account") }
         let notice: String? =
             switch request.uri.queryParameters["notice"].map(String.init) {
-            case "verified": "Your email is confirmed. Sign in to start."
-            case "reset": "Your password was changed. Sign in with the new one."
-            case "signedout": "You are signed out."
+            case "verified": self.views.text("signin.notice_verified", [:], context)
+            case "reset": self.views.text("signin.notice_reset", [:], context)
+            case "signedout": self.views.text("signin.notice_signed_out", [:], context)
             default: nil
             }
         let next = Self.safeNext(request.uri.queryParameters["next"].map(String.init)) ?? ""
-        return try self.page("signin", title: "Sign in", context: context, notice: notice, next: next)
+        return try self.page("signin", title: "signin.title", context: context, notice: notice, next: next)
     }
 
     @Sendable func signIn(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -220,28 +224,24 @@ struct AccountController {
             return response
         case .throttled(let retryAfter):
             var response = try self.page(
-                "signin", title: "Sign in", context: context, status: .tooManyRequests,
-                error: "Too many attempts. Wait \(Self.describe(seconds: retryAfter)) and try again, or reset your password.", email: email
+                "signin", title: "signin.title", context: context, status: .tooManyRequests,
+                error: self.views.text("signin.error_throttled", ["wait": self.views.duration(seconds: retryAfter, context)], context), email: email
             )
             response.headers[.retryAfter] = String(retryAfter)
             return response
         case .invalid:
-            return try self.page("signin", title: "Sign in", context: context, status: .unauthorized, error: "Invalid email or password.", email: email)
+            return try self.page("signin", title: "signin.title", context: context, status: .unauthorized, error: self.views.text("signin.error_invalid", [:], context), email: email)
         case .unverified(let user):
             return try self.page(
-                "verify", title: "Confirm your email", context: context, status: .forbidden,
-                error: "Confirm your email address first: use the link or the code we mailed you.", email: user.email
+                "verify", title: "verify.title", context: context, status: .forbidden,
+                error: self.views.text("signin.error_unverified", [:], context), email: user.email
             )
         case .suspended:
             return try self.page(
-                "signin", title: "Sign in", context: context, status: .forbidden,
-                error: "This account is suspended. Contact the administrator of this server.", email: email
+                "signin", title: "signin.title", context: context, status: .forbidden,
+                error: self.views.text("signin.error_suspended", [:], context), email: email
             )
         }
-    }
-
-    static func describe(seconds: Int) -> String {
-        seconds < 60 ? "\(seconds) second\(seconds == 1 ? "" : "s")" : "\((seconds + 59) / 60) minute\((seconds + 59) / 60 == 1 ? "" : "s")"
     }
 
     @Sendable func signOut(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -254,7 +254,7 @@ struct AccountController {
     // MARK: Password reset
 
     @Sendable func forgotPage(_ request: Request, context: AppRequestContext) throws -> Response {
-        try self.page("forgot", title: "Reset your password", context: context)
+        try self.page("forgot", title: "forgot.title", context: context)
     }
 
     @Sendable func forgot(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -262,14 +262,14 @@ struct AccountController {
         try await self.accounts.requestPasswordReset(email: form.email ?? "")
         self.mailQueued()
         return try self.page(
-            "forgot", title: "Reset your password", context: context,
-            notice: "If an account uses that address, a mail with a reset link is on its way. The link works for one hour."
+            "forgot", title: "forgot.title", context: context,
+            notice: self.views.text("forgot.notice_sent", [:], context)
         )
     }
 
     @Sendable func resetPage(_ request: Request, context: AppRequestContext) throws -> Response {
         let token = request.uri.queryParameters["token"].map(String.init) ?? ""
-        return try self.page("reset", title: "Choose a new password", context: context, token: token)
+        return try self.page("reset", title: "reset.title", context: context, token: token)
     }
 
     struct ResetForm: Decodable {
@@ -283,13 +283,13 @@ struct AccountController {
             _ = try await self.accounts.resetPassword(token: form.token ?? "", newPassword: form.password ?? "")
         } catch AccountService.ResetError.invalidToken {
             return try self.page(
-                "forgot", title: "Reset your password", context: context, status: .badRequest,
-                error: "This reset link has expired or was already used. Ask for a new one below."
+                "forgot", title: "forgot.title", context: context, status: .badRequest,
+                error: self.views.text("forgot.error_link", [:], context)
             )
         } catch AccountService.ResetError.password(let problem) {
             return try self.page(
-                "reset", title: "Choose a new password", context: context, status: .unprocessableContent,
-                error: Self.message(for: problem), token: form.token ?? ""
+                "reset", title: "reset.title", context: context, status: .unprocessableContent,
+                error: Self.message(for: problem, views: self.views, context), token: form.token ?? ""
             )
         }
         self.mailQueued()

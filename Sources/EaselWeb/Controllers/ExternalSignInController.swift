@@ -33,13 +33,27 @@ struct ExternalSignInController {
         var layout: LayoutData
         var error: String?
         var email: String
-        var name: String
-        var minimumAge: Int
+        var heading: String
+        /// Escaped here: the catalog's markup around the address.
+        var leadHTML: String
+        var ageConfirmation: String
+    }
+
+    /// The welcome page for a pending account, or (without one) a refusal with a way back.
+    func messagePage(_ context: AppRequestContext, error: String?, pending: ExternalSignIn.PendingAccount?) -> MessagePage {
+        let name = pending?.name ?? ""
+        return MessagePage(
+            layout: self.views.layout(title: self.views.text(pending == nil ? "signin.title" : "oidc.welcome_title", [:], context), context: context),
+            error: error, email: pending?.email ?? "",
+            heading: name.isEmpty ? self.views.text("oidc.welcome_title", [:], context) : self.views.text("oidc.welcome_named", ["name": name], context),
+            leadHTML: self.views.text("oidc.lead_html", ["email": HTMLEscape.text(pending?.email ?? "")], context),
+            ageConfirmation: self.views.text("signup.age", ["age": String(self.accounts.settings.minimumAge)], context)
+        )
     }
 
     func refusal(_ message: String, context: AppRequestContext, status: HTTPResponse.Status = .badRequest) throws -> Response {
         var response = try self.views.render(
-            MessagePage(layout: self.views.layout(title: "Sign in", context: context), error: message, email: "", name: "", minimumAge: self.accounts.settings.minimumAge),
+            self.messagePage(context, error: message, pending: nil),
             template: "oidc-welcome", status: status
         )
         response.setCookie(self.cookies.cookie(self.flowCookie, value: "", maxAge: 0))
@@ -63,15 +77,18 @@ struct ExternalSignInController {
         let query = request.uri.queryParameters
         if let error = query["error"] {
             let declined = error == "access_denied"
-            return try self.refusal(declined ? "Sign-in was cancelled at your provider." : "Your provider could not sign you in (\(error)). Please try again.", context: context)
+            return try self.refusal(
+                declined ? self.views.text("oidc.cancelled", [:], context) : self.views.text("oidc.provider_error", ["error": String(error)], context),
+                context: context
+            )
         }
         guard let cookie = request.cookies[self.flowCookie]?.value, let payload = self.flowSigner.verify(cookie),
             let started = try? JSONDecoder().decode(ExternalSignIn.Started.self, from: Data(payload.utf8))
         else {
-            return try self.refusal("This sign-in took too long or was started in another browser. Please start again.", context: context)
+            return try self.refusal(self.views.text("oidc.expired", [:], context), context: context)
         }
         guard let state = query["state"].map(String.init), SecureToken.equal(state, started.state), let code = query["code"].map(String.init) else {
-            return try self.refusal("This sign-in answer does not match the one we started, so it was refused. Please start again.", context: context)
+            return try self.refusal(self.views.text("oidc.mismatch", [:], context), context: context)
         }
         let identity: OIDCIdentity
         do {
@@ -113,7 +130,7 @@ struct ExternalSignInController {
     @Sendable func welcome(_ request: Request, context: AppRequestContext) throws -> Response {
         guard let pending = self.pending(request) else { return Response(status: .seeOther, headers: [.location: "/signin"]) }
         return try self.views.render(
-            MessagePage(layout: self.views.layout(title: "Welcome", context: context), error: nil, email: pending.email, name: pending.name, minimumAge: self.accounts.settings.minimumAge),
+            self.messagePage(context, error: nil, pending: pending),
             template: "oidc-welcome"
         )
     }
@@ -128,10 +145,8 @@ struct ExternalSignInController {
         let form = try await URLEncodedFormDecoder().decode(ConsentForm.self, from: request, context: context)
         guard form.age == "on", form.terms == "on" else {
             return try self.views.render(
-                MessagePage(
-                    layout: self.views.layout(title: "Welcome", context: context),
-                    error: "Please confirm that you are at least \(self.accounts.settings.minimumAge) years old and accept the terms to create your account.",
-                    email: pending.email, name: pending.name, minimumAge: self.accounts.settings.minimumAge
+                self.messagePage(
+                    context, error: self.views.text("oidc.confirm_required", ["age": String(self.accounts.settings.minimumAge)], context), pending: pending
                 ),
                 template: "oidc-welcome", status: .unprocessableContent
             )
@@ -140,9 +155,9 @@ struct ExternalSignInController {
         do {
             user = try await self.external.createAccount(pending)
         } catch IdentityStoreError.emailTaken {
-            return try self.refusal("An account with \(pending.email) already exists. Sign in with your password, then connect your provider from your account page.", context: context, status: .conflict)
+            return try self.refusal(self.views.text("oidc.exists", ["email": pending.email], context), context: context, status: .conflict)
         } catch IdentityStoreError.linkedElsewhere {
-            return try self.refusal("That account at your provider is already connected to another account here.", context: context, status: .conflict)
+            return try self.refusal(self.views.text("oidc.linked_elsewhere", [:], context), context: context, status: .conflict)
         }
         var response = try await self.signIn(user, request: request, context: context)
         response.setCookie(self.cookies.cookie(self.pendingCookie, value: "", maxAge: 0))

@@ -171,7 +171,7 @@ struct ProfileController {
         } catch AccountService.ChangeError.wrongPassword {
             return try self.password(context, error: "Your current password is not right.", status: .unauthorized)
         } catch AccountService.ChangeError.password(let problem) {
-            return try self.password(context, error: AccountController.message(for: problem), status: .unprocessableContent)
+            return try self.password(context, error: AccountController.message(for: problem, views: self.views, context), status: .unprocessableContent)
         }
         self.mailQueued()
         return Response(status: .seeOther, headers: [.location: "/account/password?changed=1"])

@@ -42,7 +42,7 @@ struct TwoFactorController {
 
     @Sendable func codePage(_ request: Request, context: AppRequestContext) throws -> Response {
         guard self.pendingUserID(request) != nil else { return Response(status: .seeOther, headers: [.location: "/signin"]) }
-        return try self.views.render(CodePage(layout: self.views.layout(title: "Two-factor sign-in", context: context), error: nil), template: "signin-2fa")
+        return try self.views.render(CodePage(layout: self.views.layout(title: self.views.text("twofactor.title", [:], context), context: context), error: nil), template: "signin-2fa")
     }
 
     func pendingUserID(_ request: Request) -> Int64? {
@@ -60,7 +60,10 @@ struct TwoFactorController {
         let form = try await URLEncodedFormDecoder().decode(CodeForm.self, from: request, context: context)
         if let wait = try await self.accounts.throttleDelay(email: user.email, ip: context.clientIP) {
             var response = try self.views.render(
-                CodePage(layout: self.views.layout(title: "Two-factor sign-in", context: context), error: "Too many attempts. Wait \(AccountController.describe(seconds: wait)) and try again."),
+                CodePage(
+                    layout: self.views.layout(title: self.views.text("twofactor.title", [:], context), context: context),
+                    error: self.views.text("twofactor.error_throttled", ["wait": self.views.duration(seconds: wait, context)], context)
+                ),
                 template: "signin-2fa", status: .tooManyRequests
             )
             response.headers[.retryAfter] = String(wait)
@@ -69,7 +72,10 @@ struct TwoFactorController {
         guard try await self.twoFactor.verify(user: user, code: form.code ?? "") else {
             try await self.database.recordLoginFailure(email: user.email, ip: context.clientIP)
             return try self.views.render(
-                CodePage(layout: self.views.layout(title: "Two-factor sign-in", context: context), error: "That code is not right or was already used. Enter the current code from your app, or a recovery code."),
+                CodePage(
+                    layout: self.views.layout(title: self.views.text("twofactor.title", [:], context), context: context),
+                    error: self.views.text("twofactor.error_code", [:], context)
+                ),
                 template: "signin-2fa", status: .unauthorized
             )
         }

@@ -33,11 +33,12 @@ struct ErrorMiddleware: RouterMiddleware {
             headers[.contentType] = "application/json; charset=utf-8"
             return Response(status: problem.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
+        let heading = self.views.text(Self.heading(for: problem.status), [:], context)
         let page = ErrorPage(
-            layout: self.views.layout(title: problem.status.reasonPhrase, context: context),
+            layout: self.views.layout(title: heading, context: context),
             status: problem.status.code,
-            heading: Self.heading(for: problem.status),
-            message: problem.message,
+            heading: heading,
+            message: problem.localized.map { self.views.text($0.key, $0.arguments, context) } ?? problem.message,
             requestID: context.id
         )
         var response = (try? self.views.render(page, template: "error", status: problem.status))
@@ -51,7 +52,7 @@ struct ErrorMiddleware: RouterMiddleware {
         case let error as WebError:
             return error
         case is SignInRequired:
-            return WebError(.unauthorized, code: "unauthorized", message: "Sign in first: this needs an account.")
+            return WebError(.unauthorized, code: "unauthorized", key: "error.sign_in_first", english: "Sign in first: this needs an account.")
         case let error as HTTPError where error.status == .notFound:
             return .notFound()
         case let error as any HTTPResponseError:
@@ -60,8 +61,8 @@ struct ErrorMiddleware: RouterMiddleware {
             return WebError(status, code: Self.code(for: status), message: message)
         default:
             return WebError(
-                .internalServerError, code: "internal_error",
-                message: "Something went wrong on our side. Please try again; if it keeps happening, tell the administrator the request id \(requestID)."
+                .internalServerError, code: "internal_error", key: "error.internal", ["id": requestID],
+                english: "Something went wrong on our side. Please try again; if it keeps happening, tell the administrator the request id \(requestID)."
             )
         }
     }
@@ -75,11 +76,12 @@ struct ErrorMiddleware: RouterMiddleware {
         return accept.range(of: "application/json")!.lowerBound < html.lowerBound
     }
 
+    /// The catalog key of the error page's heading.
     static func heading(for status: HTTPResponse.Status) -> String {
         switch status.code {
-        case 404: "Page not found"
-        case 400..<500: "That didn't work"
-        default: "Something went wrong"
+        case 404: "error.heading_not_found"
+        case 400..<500: "error.heading_client"
+        default: "error.heading_server"
         }
     }
 

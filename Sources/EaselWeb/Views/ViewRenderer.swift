@@ -1,3 +1,4 @@
+import EaselCore
 import EaselStore
 import Foundation
 import Hummingbird
@@ -9,6 +10,12 @@ protocol PageContext {
     var cspNonce: String { get }
     var csrfToken: String { get }
     var signedInUser: User? { get }
+    var preferences: VisitorPreferences { get }
+}
+
+extension PageContext {
+    /// The profile's language, else the visitor's (cookie, then Accept-Language), else English.
+    var language: Language { Language(code: self.signedInUser?.language) ?? self.preferences.language }
 }
 
 extension AppRequestContext: PageContext {
@@ -36,6 +43,20 @@ struct LayoutData: Sendable {
     var externalSignIn: String?
     /// light, dark or system (follow the device).
     var theme: String
+    /// The page's language, for `<html lang>`.
+    var lang: String
+    /// The page's words: `{{layout.t.signin.title}}`.
+    var t: TemplateStrings
+    /// The footer's choosers, for visitors (signed-in people use their profile).
+    var languages: [Choice]
+    var themes: [Choice]
+}
+
+/// An option of a `<select>`.
+struct Choice: Sendable {
+    var value: String
+    var label: String
+    var selected: Bool
 }
 
 /// Renders typed view models with the mustache templates (HTML-escaped by default).
@@ -43,15 +64,44 @@ public struct ViewRenderer: Sendable {
     let assets: AssetCatalog
     let siteName: String
     let externalSignInLabel: String?
+    let localizer: Localizer
+    let strings: [Language: TemplateStrings]
 
-    public init(assets: AssetCatalog, siteName: String, externalSignInLabel: String? = nil) {
+    public init(assets: AssetCatalog, siteName: String, localizer: Localizer, externalSignInLabel: String? = nil) {
         self.assets = assets
         self.siteName = siteName
         self.externalSignInLabel = externalSignInLabel
+        self.localizer = localizer
+        var strings: [Language: TemplateStrings] = [:]
+        for language in Language.allCases {
+            strings[language] = TemplateStrings(localizer: localizer, language: language, siteName: siteName)
+        }
+        self.strings = strings
+    }
+
+    /// A catalog text in the page's language, with `{site}` and `arguments` filled in.
+    func text(_ key: String, _ arguments: [String: String] = [:], _ context: some PageContext) -> String {
+        self.localizer.text(key, arguments.merging(["site": self.siteName]) { given, _ in given }, language: context.language)
+    }
+
+    /// "3 seconds", "2 minutes" in the page's language, rounded up to whole minutes past one.
+    func duration(seconds: Int, _ context: some PageContext) -> String {
+        if seconds < 60 {
+            return self.text(seconds == 1 ? "duration.seconds_one" : "duration.seconds_other", ["count": String(seconds)], context)
+        }
+        let minutes = (seconds + 59) / 60
+        return self.text(minutes == 1 ? "duration.minutes_one" : "duration.minutes_other", ["count": String(minutes)], context)
+    }
+
+    /// The theme choices in the page's language, with `selected` marked.
+    func themeChoices(selected: User.Theme, _ context: some PageContext) -> [Choice] {
+        [User.Theme.system, .light, .dark].map { Choice(value: $0.rawValue, label: self.text("theme.\($0.rawValue)", [:], context), selected: $0 == selected) }
     }
 
     func layout(title: String, context: some PageContext) -> LayoutData {
         let user = context.signedInUser
+        let language = context.language
+        let theme = user?.theme ?? context.preferences.theme
         return LayoutData(
             siteName: self.siteName,
             title: title == self.siteName ? title : "\(title) · \(self.siteName)",
@@ -65,7 +115,11 @@ public struct ViewRenderer: Sendable {
             userName: user.map { $0.displayName.isEmpty ? $0.email : $0.displayName } ?? "",
             isAdmin: user?.role == .admin,
             externalSignIn: self.externalSignInLabel,
-            theme: user?.theme.rawValue ?? "system"
+            theme: theme.rawValue,
+            lang: language.rawValue,
+            t: self.strings[language] ?? TemplateStrings(localizer: self.localizer, language: language, siteName: self.siteName),
+            languages: Language.allCases.map { Choice(value: $0.rawValue, label: $0.nativeName, selected: $0 == language) },
+            themes: self.themeChoices(selected: theme, context)
         )
     }
 

@@ -1,0 +1,163 @@
+import EaselApp
+import EaselCore
+import EaselStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@Suite("Localization: the page's language and the visitor's preferences")
+struct WebLocalizationTests {
+    static let templates = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appending(path: "templates")
+
+    static func acceptLanguage(_ value: String) -> HTTPFields { [.acceptLanguage: value] }
+
+    /// Signs up and confirms `email` (sign-up in the language `headers` ask for), then signs in.
+    func signedIn(_ services: AppServices, _ browser: Browser, email: String, headers: HTTPFields = [:]) async throws {
+        try await browser.get("/signup", headers: headers)
+        let signUp = try await browser.post(
+            "/signup", ["email": email, "password": "correct horse battery", "name": "Ada", "age": "on", "terms": "on"], headers: headers
+        )
+        #expect(signUp.status == .seeOther)
+        try await services.mailer.sendDue()
+        let mail = try #require(try await services.database.recentMails().first { $0.toEmail == email && $0.kind == "verify_email" })
+        let link = try #require(mail.textBody.split(whereSeparator: \.isWhitespace).first { $0.contains("/verify?token=") })
+        try await browser.get(String(link.dropFirst("http://localhost:8080".count)))
+        let signIn = try await browser.post("/signin", ["email": email, "password": "correct horse battery"])
+        #expect(signIn.status == .seeOther)
+    }
+
+    @Test("Every {{layout.t.…}} in a template names a key the English catalog has")
+    func templateKeysExist() throws {
+        let english = try Localizer.embedded().catalogs[.english] ?? [:]
+        var checked = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: Self.templates.path) where name.hasSuffix(".mustache") {
+            let text = try String(contentsOf: Self.templates.appending(path: name), encoding: .utf8)
+            for match in text.matches(of: /layout\.t\.([a-z0-9_.]+)/) {
+                checked += 1
+                #expect(english[String(match.1)] != nil, "\(name) uses \(match.1), which locales/en.json lacks")
+            }
+        }
+        #expect(checked > 50, "the templates use the catalogs")
+    }
+
+    @Test("Without preferences a page is English with lang=\"en\"")
+    func englishByDefault() async throws {
+        try await withTestApp { _, client in
+            let page = try await Browser(client).get("/signin")
+            #expect(page.text.contains("<html lang=\"en\""))
+            #expect(page.text.contains("Forgot your password?"))
+        }
+    }
+
+    @Test("A visitor whose browser asks for Spanish gets the Spanish sign-in page")
+    func acceptLanguageSpanish() async throws {
+        try await withTestApp { _, client in
+            let page = try await Browser(client).get("/signin", headers: Self.acceptLanguage("es-MX,es;q=0.9,en;q=0.5"))
+            #expect(page.status == .ok)
+            #expect(page.text.contains("<html lang=\"es\""))
+            #expect(page.text.contains("¿Olvidaste tu contraseña?"))
+            #expect(page.text.contains("<title>Iniciar sesión · Easel</title>"))
+            #expect(!page.text.contains("Forgot your password?"))
+        }
+    }
+
+    @Test("Simplified Chinese for zh-CN; Traditional Chinese readers get English")
+    func chinese() async throws {
+        try await withTestApp { _, client in
+            let simplified = try await Browser(client).get("/signin", headers: Self.acceptLanguage("zh-CN,zh;q=0.9"))
+            #expect(simplified.text.contains("<html lang=\"zh-Hans\""))
+            #expect(simplified.text.contains("忘记密码？"))
+            let traditional = try await Browser(client).get("/signin", headers: Self.acceptLanguage("zh-TW"))
+            #expect(traditional.text.contains("<html lang=\"en\""))
+        }
+    }
+
+    @Test("The footer's choice is kept in a cookie for a year and wins over Accept-Language")
+    func preferencesCookie() async throws {
+        try await withTestApp { _, client in
+            let browser = Browser(client)
+            let home = try await browser.get("/", headers: Self.acceptLanguage("es"))
+            #expect(home.text.contains("action=\"/preferences\""))
+            let saved = try await browser.post(
+                "/preferences", ["language": "zh-Hans", "theme": "dark"], headers: [.referer: "http://localhost:8080/signin?next=/account"]
+            )
+            #expect(saved.status == .seeOther)
+            #expect(saved.headers[.location] == "/signin?next=/account", "back to the page the form was on")
+            let cookie = try #require(saved.headers[values: .setCookie].first { $0.hasPrefix("easel_prefs=") })
+            for attribute in ["Max-Age=31536000", "SameSite=Lax", "Path=/", "HttpOnly"] {
+                #expect(cookie.contains(attribute), "preferences cookie lacks \(attribute)")
+            }
+            let page = try await browser.get("/signin", headers: Self.acceptLanguage("es"))
+            #expect(page.text.contains("<html lang=\"zh-Hans\" data-theme=\"dark\""))
+            #expect(page.text.contains("忘记密码？"))
+        }
+    }
+
+    @Test("Preferences never redirect off the site, and refuse unknown values and missing CSRF tokens")
+    func preferencesSafety() async throws {
+        try await withTestApp { _, client in
+            let browser = Browser(client)
+            try await browser.get("/")
+            let offsite = try await browser.post("/preferences", ["language": "es", "theme": "light", "back": "//evil.example"], headers: [.referer: "https://evil.example/x"])
+            #expect(offsite.status == .seeOther)
+            #expect(offsite.headers[.location] == "/")
+            let unknown = try await browser.post("/preferences", ["language": "fr", "theme": "light"])
+            #expect(unknown.status == .badRequest)
+            let forged = try await browser.post("/preferences", ["language": "es", "theme": "light"], csrf: "wrong")
+            #expect(forged.status == .forbidden)
+        }
+    }
+
+    @Test("A signed-in person's profile language wins over the cookie and Accept-Language")
+    func profileWins() async throws {
+        try await withTestApp { services, client in
+            let browser = Browser(client)
+            try await browser.get("/")
+            _ = try await browser.post("/preferences", ["language": "es", "theme": "system"])
+            try await self.signedIn(services, browser, email: "ada@example.org")
+            let user = try #require(try await services.database.user(email: "ada@example.org"))
+            try await services.database.updateProfile(userID: user.id!, displayName: "Ada", language: "zh-Hans", theme: .light)
+            let page = try await browser.get("/account", headers: Self.acceptLanguage("es"))
+            #expect(page.status == .ok)
+            #expect(page.text.contains("<html lang=\"zh-Hans\" data-theme=\"light\""))
+            #expect(page.text.contains("退出登录"))
+        }
+    }
+
+    @Test("Someone who signs up in Spanish keeps Spanish in their profile and gets a Spanish verification mail")
+    func spanishSignUpMail() async throws {
+        try await withTestApp { services, client in
+            let browser = Browser(client)
+            try await browser.get("/signup", headers: Self.acceptLanguage("es"))
+            let signUp = try await browser.post(
+                "/signup", ["email": "lucia@example.org", "password": "correct horse battery", "name": "Lucía", "age": "on", "terms": "on"],
+                headers: Self.acceptLanguage("es")
+            )
+            #expect(signUp.status == .seeOther)
+            #expect(try await services.database.user(email: "lucia@example.org")?.language == "es")
+            try await services.mailer.sendDue()
+            let mail = try #require(try await services.database.recentMails().first { $0.toEmail == "lucia@example.org" })
+            #expect(mail.kind == "verify_email")
+            #expect(mail.subject == "Confirma tu correo en Easel")
+            #expect(mail.textBody.contains("Tu código de confirmación es"))
+            #expect(mail.textBody.contains("http://localhost:8080/verify?token="))
+        }
+    }
+
+    @Test("Error messages built in Swift follow the page's language")
+    func spanishErrors() async throws {
+        try await withTestApp { _, client in
+            let browser = Browser(client)
+            try await browser.get("/signin", headers: Self.acceptLanguage("es"))
+            let failed = try await browser.post("/signin", ["email": "nobody@example.org", "password": "wrong password"], headers: Self.acceptLanguage("es"))
+            #expect(failed.status == .unauthorized)
+            #expect(failed.text.contains("Correo o contraseña incorrectos."))
+            let missing = try await browser.get("/no-such-page", headers: Self.acceptLanguage("es"))
+            #expect(missing.status == .notFound)
+            #expect(missing.text.contains("Página no encontrada"))
+        }
+    }
+}
