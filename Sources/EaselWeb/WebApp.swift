@@ -69,6 +69,9 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     router.add(middleware: ErrorMiddleware(views: views))
     let cookies = CookiePolicy(publicURL: dependencies.publicURL)
     router.add(middleware: SessionMiddleware(accounts: dependencies.accounts, cookies: cookies))
+    // Again inside the session, so error pages of signed-in people use their profile's
+    // language; the outer one still catches failures of the session lookup itself.
+    router.add(middleware: ErrorMiddleware(views: views))
     router.add(middleware: CSRFMiddleware(publicOrigin: origin(of: dependencies.publicURL)))
 
     HealthController(checks: dependencies.readinessChecks, timeout: .seconds(5)).addRoutes(to: router)

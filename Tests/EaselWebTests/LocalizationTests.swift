@@ -160,4 +160,58 @@ struct WebLocalizationTests {
             #expect(missing.text.contains("Página no encontrada"))
         }
     }
+
+    @Test("A signed-in person whose profile language is Spanish sees their account page in Spanish")
+    func spanishAccountPage() async throws {
+        try await withTestApp { services, client in
+            let browser = Browser(client)
+            try await self.signedIn(services, browser, email: "ada@example.org", headers: Self.acceptLanguage("es"))
+            let user = try #require(try await services.database.user(email: "ada@example.org"))
+            #expect(user.language == "es")
+            // No Accept-Language now: the profile decides.
+            let page = try await browser.get("/account")
+            #expect(page.status == .ok)
+            #expect(page.text.contains("<html lang=\"es\""))
+            #expect(page.text.contains("<h1>Tu cuenta</h1>"))
+            #expect(page.text.contains("Dónde tienes la sesión iniciada"))
+            #expect(page.text.contains("Administrador"))
+            #expect(!page.text.contains("Your account"))
+            let keys = try await browser.get("/account/keys")
+            #expect(keys.text.contains("No tienes claves de API."))
+            // Error pages follow the profile too, with no Accept-Language sent.
+            let missing = try await browser.get("/no-such-page")
+            #expect(missing.status == .notFound)
+            #expect(missing.text.contains("Página no encontrada"))
+        }
+    }
+
+    @Test("Admin pages follow the page's language, messages built in Swift included")
+    func adminPagesFollowLanguage() async throws {
+        try await withTestApp { services, client in
+            let browser = Browser(client)
+            try await self.signedIn(services, browser, email: "ada@example.org", headers: Self.acceptLanguage("es"))
+            let users = try await browser.get("/admin/users")
+            #expect(users.status == .ok)
+            #expect(users.text.contains("<h1>Usuarios</h1>"))
+            #expect(users.text.contains("placeholder=\"Buscar por correo electrónico o nombre\""))
+            #expect(!users.text.contains("Search by email or name"))
+            let invitations = try await browser.get("/admin/invitations")
+            #expect(invitations.text.contains("<h1>Invitaciones</h1>"))
+            let admin = try #require(try await services.database.user(email: "ada@example.org"))
+            let csrf = try #require(try await services.database.sessions(userID: admin.id!).first?.csrfToken)
+            let refused = try await browser.post("/admin/invitations", ["email": "not an address", "role": "member"], csrf: csrf)
+            #expect(refused.status == .unprocessableContent)
+            #expect(refused.text.contains("<h1>Invitaciones</h1>"))
+            #expect(refused.text.contains("Escribe una dirección de correo como nombre@example.org."))
+            // Error pages follow the profile (no Accept-Language sent).
+            let missing = try await browser.get("/admin/users/999999")
+            #expect(missing.status == .notFound)
+            #expect(missing.text.contains("No hay ninguna cuenta con ese número."))
+            try await services.database.updateProfile(userID: admin.id!, displayName: "Ada", language: "zh-Hans", theme: .system)
+            let chinese = try await browser.get("/admin/users")
+            #expect(chinese.text.contains("<html lang=\"zh-Hans\""))
+            #expect(chinese.text.contains("<h1>用户</h1>"))
+            #expect(chinese.text.contains("按邮箱或名字搜索"))
+        }
+    }
 }

@@ -35,6 +35,8 @@ struct APIKeysPageController {
     struct NewKeyView: Sendable {
         var secret: String
         var name: String
+        /// "Your new key “nightly”", in the page's language.
+        var heading: String
     }
 
     struct KeysPage: Sendable {
@@ -46,6 +48,8 @@ struct APIKeysPageController {
         var expiresInDays: String
         var maximumNameLength: Int
         var maximumExpiryDays: Int
+        /// "e.g. 90 (at most 3650)", in the page's language.
+        var expiryPlaceholder: String
         var newKey: NewKeyView?
         var error: String?
         var notice: String?
@@ -91,22 +95,23 @@ struct APIKeysPageController {
                 name: key.name,
                 scopes: key.scopeSet.sorted().map(\.rawValue).joined(separator: ", "),
                 created: Self.format(key.createdAt),
-                expires: key.expiresAt.map(Self.format) ?? "never",
-                lastUsed: key.lastUsedAt.map(Self.format) ?? "never",
+                expires: key.expiresAt.map(Self.format) ?? self.views.text("account_keys.never", [:], context),
+                lastUsed: key.lastUsedAt.map(Self.format) ?? self.views.text("account_keys.never", [:], context),
                 expired: key.expiresAt.map { $0 <= now } ?? false
             )
         }
         // A fresh form suggests read-only; a refused one keeps what was ticked.
         let checked = form?.scopes ?? [.read]
         let page = KeysPage(
-            layout: self.views.layout(title: "API keys", context: context),
+            layout: self.views.layout(title: self.views.text("account.api_keys", [:], context), context: context),
             keys: rows,
             hasKeys: !rows.isEmpty,
-            scopes: APIScope.allCases.map { ScopeChoice(value: $0.rawValue, summary: $0.summary, checked: checked.contains($0)) },
+            scopes: APIScope.allCases.map { ScopeChoice(value: $0.rawValue, summary: self.views.text("account_keys.scope_\($0.rawValue)", [:], context), checked: checked.contains($0)) },
             name: newKey == nil ? form?.name ?? "" : "",
             expiresInDays: newKey == nil ? form?.expiresInDays ?? "" : "",
             maximumNameLength: APIKeyService.maximumNameLength,
             maximumExpiryDays: APIKeyService.maximumExpiryDays,
+            expiryPlaceholder: self.views.text("account_keys.expires_placeholder", ["max": String(APIKeyService.maximumExpiryDays)], context),
             newKey: newKey,
             error: error,
             notice: notice
@@ -115,7 +120,7 @@ struct APIKeysPageController {
     }
 
     @Sendable func page(_ request: Request, context: SignedInContext) async throws -> Response {
-        let notice: String? = request.uri.queryParameters["notice"] == "revoked" ? "The key is revoked: it stops working at once." : nil
+        let notice: String? = request.uri.queryParameters["notice"] == "revoked" ? self.views.text("account_keys.notice_revoked", [:], context) : nil
         return try await self.render(context, notice: notice)
     }
 
@@ -126,18 +131,32 @@ struct APIKeysPageController {
             guard days.isEmpty || Int(days) != nil else { throw APIKeyService.CreateError.invalidExpiry }
             let expiresAt = try APIKeyService.expiry(days: Int(days))
             let new = try await self.apiKeys.create(for: context.user, name: form.name ?? "", scopes: form.scopes, expiresAt: expiresAt)
-            return try await self.render(context, newKey: NewKeyView(secret: new.secret, name: new.key.name))
+            return try await self.render(context, newKey: NewKeyView(secret: new.secret, name: new.key.name, heading: self.views.text("account_keys.new_key_title", ["name": new.key.name], context)))
         } catch let error as APIKeyService.CreateError {
-            return try await self.render(context, form: form, error: error.description, status: .unprocessableContent)
+            return try await self.render(context, form: form, error: self.message(for: error, context), status: .unprocessableContent)
         }
     }
 
     @Sendable func revoke(_ request: Request, context: SignedInContext) async throws -> Response {
         let id = try context.parameters.require("id", as: Int64.self)
         guard try await self.apiKeys.revoke(keyID: id, for: context.user) else {
-            throw WebError.notFound("That key does not exist or was already revoked.")
+            throw WebError(.notFound, code: "not_found", key: "account_keys.error_no_key", english: "That key does not exist or was already revoked.")
         }
         return Response(status: .seeOther, headers: [.location: "/account/keys?notice=revoked"])
+    }
+
+    /// `error` in the page's language (the API and the command line use its English description).
+    func message(for error: APIKeyService.CreateError, _ context: some PageContext) -> String {
+        let scopes = APIScope.allCases.map(\.rawValue).joined(separator: ", ")
+        return switch error {
+        case .nameMissing: self.views.text("account_keys.error_name_missing", ["max": String(APIKeyService.maximumNameLength)], context)
+        case .nameTooLong: self.views.text("account_keys.error_name_too_long", ["max": String(APIKeyService.maximumNameLength)], context)
+        case .noScopes: self.views.text("account_keys.error_no_scopes", ["scopes": scopes], context)
+        case .unknownScope(let name): self.views.text("account_keys.error_unknown_scope", ["name": name, "scopes": scopes], context)
+        case .invalidExpiry: self.views.text("account_keys.error_expiry", ["max": String(APIKeyService.maximumExpiryDays)], context)
+        case .tooManyKeys(let limit): self.views.text("account_keys.error_too_many", ["limit": String(limit)], context)
+        case .accountNotActive: self.views.text("account_keys.error_not_active", [:], context)
+        }
     }
 
     static func format(_ date: Date) -> String {

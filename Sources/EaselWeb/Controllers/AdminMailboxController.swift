@@ -31,6 +31,8 @@ struct AdminMailboxController {
         var mails: [MailRow]
         var empty: Bool
         var transport: String
+        /// "Mail goes out through smtp. …", in the page's language.
+        var transportText: String
         var logTransport: Bool
     }
 
@@ -42,18 +44,22 @@ struct AdminMailboxController {
         var links: [String]
         var lastError: String?
         var attempts: Int
+        /// "To … · queued …", in the page's language.
+        var summary: String
+        /// "2 attempts", in the page's language.
+        var attemptsText: String
     }
 
     func requireAccess(_ context: AppRequestContext) async throws {
         if context.identity?.user.role == .admin { return }
         if self.transport == "log", try await !self.database.hasConfirmedAdmin() { return }
         guard context.identity != nil else { throw SignInRequired() }
-        throw WebError(.forbidden, code: "forbidden", message: "Only administrators can open the mailbox.")
+        throw WebError(.forbidden, code: "forbidden", key: "admin_mailbox.error_admins_only", english: "Only administrators can open the mailbox.")
     }
 
-    static func row(_ mail: OutboxMail) -> MailRow {
+    func row(_ mail: OutboxMail, _ context: some PageContext) -> MailRow {
         MailRow(
-            id: mail.id!, to: mail.toEmail, subject: mail.subject, status: mail.status.rawValue, sent: mail.status == .sent,
+            id: mail.id!, to: mail.toEmail, subject: mail.subject, status: self.views.text("admin_mailbox.status_\(mail.status.rawValue)", [:], context), sent: mail.status == .sent,
             failed: mail.status == .failed, createdAt: SettingsController.format(mail.createdAt)
         )
     }
@@ -64,10 +70,10 @@ struct AdminMailboxController {
 
     @Sendable func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await self.requireAccess(context)
-        let mails = try await self.database.recentMails(limit: 200).map(Self.row)
+        let mails = try await self.database.recentMails(limit: 200).map { self.row($0, context) }
         let page = MailboxPage(
-            layout: self.views.layout(title: "Mailbox", context: context), mails: mails, empty: mails.isEmpty,
-            transport: self.transport, logTransport: self.transport == "log"
+            layout: self.views.layout(title: self.views.text("layout.mailbox", [:], context), context: context), mails: mails, empty: mails.isEmpty,
+            transport: self.transport, transportText: self.views.text("admin_mailbox.transport", ["transport": self.transport], context), logTransport: self.transport == "log"
         )
         return try self.views.render(page, template: "admin-mailbox")
     }
@@ -75,10 +81,13 @@ struct AdminMailboxController {
     @Sendable func show(_ request: Request, context: AppRequestContext) async throws -> Response {
         try await self.requireAccess(context)
         let id = try context.parameters.require("id", as: Int64.self)
-        guard let mail = try await self.database.mail(id: id) else { throw WebError.notFound("There is no mail with that number.") }
+        guard let mail = try await self.database.mail(id: id) else { throw WebError(.notFound, code: "not_found", key: "admin_mailbox.error_no_mail", english: "There is no mail with that number.") }
+        let row = self.row(mail, context)
         let page = MailPage(
-            layout: self.views.layout(title: mail.subject, context: context), mail: Self.row(mail), text: mail.textBody,
-            links: Self.links(in: mail.textBody), lastError: mail.lastError, attempts: mail.attempts
+            layout: self.views.layout(title: mail.subject, context: context), mail: row, text: mail.textBody,
+            links: Self.links(in: mail.textBody), lastError: mail.lastError, attempts: mail.attempts,
+            summary: self.views.text("admin_mailbox.summary", ["to": row.to, "date": row.createdAt], context),
+            attemptsText: self.views.text(mail.attempts == 1 ? "admin_mailbox.attempts_one" : "admin_mailbox.attempts_other", ["count": String(mail.attempts)], context)
         )
         return try self.views.render(page, template: "admin-mail")
     }

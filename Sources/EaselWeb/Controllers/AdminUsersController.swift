@@ -24,7 +24,7 @@ struct AdminUsersController {
 
     func requireAdmin(_ context: SignedInContext) throws {
         guard context.user.role == .admin else {
-            throw WebError(.forbidden, code: "forbidden", message: "Only administrators can manage accounts.")
+            throw WebError(.forbidden, code: "forbidden", key: "admin.error_admins_only", english: "Only administrators can manage accounts.")
         }
     }
 
@@ -41,9 +41,9 @@ struct AdminUsersController {
         var isSelf: Bool
     }
 
-    static func row(_ user: User, viewer: User) -> UserRow {
+    func row(_ user: User, viewer: User, _ context: some PageContext) -> UserRow {
         UserRow(
-            id: user.id!, email: user.email, name: user.displayName, role: user.role.rawValue, admin: user.role == .admin,
+            id: user.id!, email: user.email, name: user.displayName, role: self.views.text("admin.role_\(user.role.rawValue)", [:], context), admin: user.role == .admin,
             suspended: user.status == .suspended, verified: user.isVerified, twoFactor: user.hasTwoFactor,
             createdAt: SettingsController.format(user.createdAt), isSelf: user.id == viewer.id
         )
@@ -59,8 +59,8 @@ struct AdminUsersController {
     @Sendable func list(_ request: Request, context: SignedInContext) async throws -> Response {
         try self.requireAdmin(context)
         let query = request.uri.queryParameters["q"].map(String.init) ?? ""
-        let users = try await self.database.searchUsers(query).map { Self.row($0, viewer: context.user) }
-        let page = ListPage(layout: self.views.layout(title: "Users", context: context), query: query, users: users, empty: users.isEmpty)
+        let users = try await self.database.searchUsers(query).map { self.row($0, viewer: context.user, context) }
+        let page = ListPage(layout: self.views.layout(title: self.views.text("layout.users", [:], context), context: context), query: query, users: users, empty: users.isEmpty)
         return try self.views.render(page, template: "admin-users")
     }
 
@@ -68,12 +68,14 @@ struct AdminUsersController {
         var layout: LayoutData
         var user: UserRow
         var sessions: Int
+        /// "2 devices", in the page's language.
+        var sessionsText: String
         var notice: String?
     }
 
     func user(_ context: SignedInContext) async throws -> User {
         let id = try context.parameters.require("id", as: Int64.self)
-        guard let user = try await self.database.user(id: id) else { throw WebError.notFound("There is no account with that number.") }
+        guard let user = try await self.database.user(id: id) else { throw WebError(.notFound, code: "not_found", key: "admin.error_no_account", english: "There is no account with that number.") }
         return user
     }
 
@@ -82,16 +84,18 @@ struct AdminUsersController {
         let user = try await self.user(context)
         let notice: String? =
             switch request.uri.queryParameters["notice"].map(String.init) {
-            case "suspended": "The account is suspended and signed out everywhere."
-            case "active": "The account is active again."
-            case "role": "The role is changed."
-            case "2fa": "Two-factor sign-in is off for this account; they were sent a notice."
-            case "reset": "A password reset mail is on its way to them."
+            case "suspended": self.views.text("admin.notice_suspended", [:], context)
+            case "active": self.views.text("admin.notice_active", [:], context)
+            case "role": self.views.text("admin.notice_role", [:], context)
+            case "2fa": self.views.text("admin.notice_2fa", [:], context)
+            case "reset": self.views.text("admin.notice_reset", [:], context)
             default: nil
             }
+        let sessions = try await self.database.sessions(userID: user.id!).count
         let page = UserPage(
-            layout: self.views.layout(title: user.email, context: context), user: Self.row(user, viewer: context.user),
-            sessions: try await self.database.sessions(userID: user.id!).count, notice: notice
+            layout: self.views.layout(title: user.email, context: context), user: self.row(user, viewer: context.user, context),
+            sessions: sessions,
+            sessionsText: self.views.text(sessions == 1 ? "admin.devices_one" : "admin.devices_other", ["count": String(sessions)], context), notice: notice
         )
         return try self.views.render(page, template: "admin-user")
     }
@@ -108,7 +112,7 @@ struct AdminUsersController {
         do {
             try await work()
         } catch AdminStoreError.notOnYourself {
-            throw WebError(.conflict, code: "not_on_yourself", message: "You cannot suspend or demote your own account: ask another admin.")
+            throw WebError(.conflict, code: "not_on_yourself", key: "admin.error_not_on_yourself", english: "You cannot suspend or demote your own account: ask another admin.")
         }
     }
 
@@ -116,7 +120,7 @@ struct AdminUsersController {
         try self.requireAdmin(context)
         let user = try await self.user(context)
         let form = try await URLEncodedFormDecoder().decode(ValueForm.self, from: request, context: context)
-        guard let status = form.value.flatMap(User.Status.init(rawValue:)) else { throw WebError.badRequest("Choose active or suspended.") }
+        guard let status = form.value.flatMap(User.Status.init(rawValue:)) else { throw WebError(.badRequest, code: "bad_request", key: "admin.error_choose_status", english: "Choose active or suspended.") }
         try await self.guarded { try await self.database.setStatus(status, userID: user.id!, by: context.user.id!) }
         return self.back(user, status.rawValue)
     }
@@ -125,7 +129,7 @@ struct AdminUsersController {
         try self.requireAdmin(context)
         let user = try await self.user(context)
         let form = try await URLEncodedFormDecoder().decode(ValueForm.self, from: request, context: context)
-        guard let role = form.value.flatMap(User.Role.init(rawValue:)) else { throw WebError.badRequest("Choose admin or member.") }
+        guard let role = form.value.flatMap(User.Role.init(rawValue:)) else { throw WebError(.badRequest, code: "bad_request", key: "admin.error_choose_role", english: "Choose admin or member.") }
         try await self.guarded { try await self.database.setRole(role, userID: user.id!, by: context.user.id!) }
         return self.back(user, "role")
     }

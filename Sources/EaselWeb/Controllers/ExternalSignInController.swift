@@ -170,7 +170,10 @@ struct ExternalSignInController {
         do {
             try await self.database.unlinkIdentity(id: id, userID: identity.user.id!)
         } catch IdentityStoreError.lastWayIn {
-            throw WebError(.conflict, code: "last_way_in", message: "This is the only way into your account. Set a password first (use \"Forgot your password?\" on the sign-in page), then disconnect it.")
+            throw WebError(
+                .conflict, code: "last_way_in", key: "account.error_last_way_in",
+                english: "This is the only way into your account. Set a password first (use \"Forgot your password?\" on the sign-in page), then disconnect it."
+            )
         }
         return Response(status: .seeOther, headers: [.location: "/account?notice=unlinked"])
     }

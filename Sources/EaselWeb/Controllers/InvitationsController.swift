@@ -30,31 +30,35 @@ struct InvitationsController {
         var invitations: [Row]
         var empty: Bool
         var signupMode: String
+        /// "Sign-up on this server is <strong>open</strong>. …", in the page's language.
+        var leadHTML: String
         var error: String?
         var notice: String?
     }
 
     func requireAdmin(_ context: SignedInContext) throws {
         guard context.user.role == .admin else {
-            throw WebError(.forbidden, code: "forbidden", message: "Only administrators can invite people.")
+            throw WebError(.forbidden, code: "forbidden", key: "admin_invitations.error_admins_only", english: "Only administrators can invite people.")
         }
     }
 
     func page(_ context: SignedInContext, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let now = Date()
         let rows = try await self.database.pendingInvitations().map {
-            Row(id: $0.id!, email: $0.email, role: $0.role.rawValue, expires: SettingsController.format($0.expiresAt), expired: $0.expiresAt <= now)
+            Row(id: $0.id!, email: $0.email, role: self.views.text("admin.role_\($0.role.rawValue)", [:], context), expires: SettingsController.format($0.expiresAt), expired: $0.expiresAt <= now)
         }
+        let mode = self.views.text("admin_invitations.mode_\(self.accounts.settings.signup.rawValue)", [:], context)
         let page = Page(
-            layout: self.views.layout(title: "Invitations", context: context), invitations: rows, empty: rows.isEmpty,
-            signupMode: self.accounts.settings.signup.rawValue, error: error, notice: notice
+            layout: self.views.layout(title: self.views.text("admin_invitations.title", [:], context), context: context), invitations: rows, empty: rows.isEmpty,
+            signupMode: self.accounts.settings.signup.rawValue,
+            leadHTML: self.views.text("admin_invitations.lead_html", ["mode": HTMLEscape.text(mode)], context), error: error, notice: notice
         )
         return try self.views.render(page, template: "admin-invitations", status: status)
     }
 
     @Sendable func list(_ request: Request, context: SignedInContext) async throws -> Response {
         try self.requireAdmin(context)
-        return try await self.page(context, notice: request.uri.queryParameters["sent"] != nil ? "The invitation is on its way." : nil)
+        return try await self.page(context, notice: request.uri.queryParameters["sent"] != nil ? self.views.text("admin_invitations.notice_sent", [:], context) : nil)
     }
 
     struct InviteForm: Decodable {
@@ -69,7 +73,7 @@ struct InvitationsController {
         do {
             try await self.accounts.invite(email: form.email ?? "", role: role, by: context.user)
         } catch AccountService.SignUpError.invalidEmail {
-            return try await self.page(context, error: "Enter an email address like name@example.org.", status: .unprocessableContent)
+            return try await self.page(context, error: self.views.text("signup.error_email", [:], context), status: .unprocessableContent)
         }
         self.mailQueued()
         return Response(status: .seeOther, headers: [.location: "/admin/invitations?sent=1"])

@@ -28,12 +28,17 @@ struct ProfileController {
         var layout: LayoutData
         var email: String
         var hasPassword: Bool
+        /// "Your account uses <strong>…</strong>…", the address escaped.
+        var leadHTML: String
         var error: String?
         var notice: String?
     }
 
     func emailPage(_ context: some PageContext, email: String, hasPassword: Bool, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
-        let page = EmailPage(layout: self.views.layout(title: "Email address", context: context), email: email, hasPassword: hasPassword, error: error, notice: notice)
+        let page = EmailPage(
+            layout: self.views.layout(title: self.views.text("account_email.title", [:], context), context: context), email: email, hasPassword: hasPassword,
+            leadHTML: self.views.text("account_email.lead_html", ["email": HTMLEscape.text(email)], context), error: error, notice: notice
+        )
         return try self.views.render(page, template: "account-email", status: status)
     }
 
@@ -54,18 +59,18 @@ struct ProfileController {
         } catch let error as AccountService.EmailChangeError {
             let (message, status): (String, HTTPResponse.Status) =
                 switch error {
-                case .wrongPassword: ("Your password is not right.", .unauthorized)
-                case .invalidEmail: ("Enter an email address like name@example.org.", .unprocessableContent)
-                case .sameEmail: ("That is already your address.", .unprocessableContent)
-                case .taken: ("Another account uses that address.", .conflict)
-                case .invalidToken: ("Please try again.", .badRequest)
+                case .wrongPassword: (self.views.text("account_email.error_password", [:], context), .unauthorized)
+                case .invalidEmail: (self.views.text("signup.error_email", [:], context), .unprocessableContent)
+                case .sameEmail: (self.views.text("account_email.error_same", [:], context), .unprocessableContent)
+                case .taken: (self.views.text("account_email.error_taken", [:], context), .conflict)
+                case .invalidToken: (self.views.text("account_email.error_try_again", [:], context), .badRequest)
                 }
             return try self.emailPage(context, email: user.email, hasPassword: user.passwordHash != nil, error: message, status: status)
         }
         self.mailQueued()
         return try self.emailPage(
             context, email: user.email, hasPassword: user.passwordHash != nil,
-            notice: "We sent a link to \(form.email ?? "the new address"). Your address changes when you follow it."
+            notice: self.views.text("account_email.notice_sent", ["email": form.email ?? self.views.text("account_email.the_new_address", [:], context)], context)
         )
     }
 
@@ -74,11 +79,11 @@ struct ProfileController {
         do {
             let user = try await self.accounts.confirmEmailChange(token: token)
             self.mailQueued()
-            return try self.emailPage(context, email: user.email, hasPassword: user.passwordHash != nil, notice: "Your account now uses \(user.email).")
+            return try self.emailPage(context, email: user.email, hasPassword: user.passwordHash != nil, notice: self.views.text("account_email.notice_changed", ["email": user.email], context))
         } catch AccountService.EmailChangeError.taken {
-            return try self.emailPage(context, email: "", hasPassword: false, error: "Another account took that address in the meantime.", status: .conflict)
+            return try self.emailPage(context, email: "", hasPassword: false, error: self.views.text("account_email.error_taken_meanwhile", [:], context), status: .conflict)
         } catch {
-            return try self.emailPage(context, email: "", hasPassword: false, error: "This link has expired or was already used.", status: .badRequest)
+            return try self.emailPage(context, email: "", hasPassword: false, error: self.views.text("account_email.error_link", [:], context), status: .badRequest)
         }
     }
 
@@ -100,18 +105,16 @@ struct ProfileController {
 
     func profile(_ context: SignedInContext, user: User, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
         let page = ProfilePage(
-            layout: self.views.layout(title: "Profile", context: context), displayName: user.displayName, email: user.email,
+            layout: self.views.layout(title: self.views.text("profile.page_title", [:], context), context: context), displayName: user.displayName, email: user.email,
             languages: Self.languages.map { Choice(value: $0.code, label: $0.name, selected: (user.language ?? "en") == $0.code) },
-            themes: [("system", "Same as my device"), ("light", "Light"), ("dark", "Dark")].map {
-                Choice(value: $0.0, label: $0.1, selected: user.theme.rawValue == $0.0)
-            },
+            themes: self.views.themeChoices(selected: user.theme, context).map { Choice(value: $0.value, label: $0.label, selected: $0.selected) },
             error: error, notice: notice
         )
         return try self.views.render(page, template: "account-profile", status: status)
     }
 
     @Sendable func profilePage(_ request: Request, context: SignedInContext) throws -> Response {
-        try self.profile(context, user: context.user, notice: request.uri.queryParameters["saved"] != nil ? "Saved." : nil)
+        try self.profile(context, user: context.user, notice: request.uri.queryParameters["saved"] != nil ? self.views.text("profile.saved", [:], context) : nil)
     }
 
     struct ProfileForm: Decodable {
@@ -124,12 +127,12 @@ struct ProfileController {
         let form = try await URLEncodedFormDecoder().decode(ProfileForm.self, from: request, context: context)
         let name = (form.name ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         guard name.count <= 80 else {
-            return try self.profile(context, user: context.user, error: "Keep your name to 80 characters or fewer.", status: .unprocessableContent)
+            return try self.profile(context, user: context.user, error: self.views.text("signup.error_name_too_long", [:], context), status: .unprocessableContent)
         }
         guard let language = form.language, Self.languages.contains(where: { $0.code == language }),
             let theme = form.theme.flatMap(User.Theme.init(rawValue:))
         else {
-            return try self.profile(context, user: context.user, error: "Choose a language and a theme from the lists.", status: .unprocessableContent)
+            return try self.profile(context, user: context.user, error: self.views.text("preferences.error", [:], context), status: .unprocessableContent)
         }
         try await self.database.updateProfile(userID: context.user.id!, displayName: name, language: language, theme: theme)
         return Response(status: .seeOther, headers: [.location: "/account/profile?saved=1"])
@@ -145,14 +148,14 @@ struct ProfileController {
 
     func password(_ context: SignedInContext, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
         let page = PasswordPage(
-            layout: self.views.layout(title: "Password", context: context), hasPassword: context.user.passwordHash != nil, error: error,
-            notice: notice, passwordHint: "At least \(PasswordPolicy.minimumLength) characters; a phrase of a few words is easy to remember and hard to guess."
+            layout: self.views.layout(title: self.views.text("account_password.page_title", [:], context), context: context), hasPassword: context.user.passwordHash != nil, error: error,
+            notice: notice, passwordHint: self.views.text("password.hint", ["min": String(PasswordPolicy.minimumLength)], context)
         )
         return try self.views.render(page, template: "account-password", status: status)
     }
 
     @Sendable func passwordPage(_ request: Request, context: SignedInContext) throws -> Response {
-        try self.password(context, notice: request.uri.queryParameters["changed"] != nil ? "Your password is changed." : nil)
+        try self.password(context, notice: request.uri.queryParameters["changed"] != nil ? self.views.text("account_password.notice_changed", [:], context) : nil)
     }
 
     struct PasswordForm: Decodable {
@@ -169,7 +172,7 @@ struct ProfileController {
                 keepingSession: context.identity.session.id
             )
         } catch AccountService.ChangeError.wrongPassword {
-            return try self.password(context, error: "Your current password is not right.", status: .unauthorized)
+            return try self.password(context, error: self.views.text("account_password.error_current", [:], context), status: .unauthorized)
         } catch AccountService.ChangeError.password(let problem) {
             return try self.password(context, error: AccountController.message(for: problem, views: self.views, context), status: .unprocessableContent)
         }

@@ -53,15 +53,15 @@ struct SettingsController {
         }
         let notice: String? =
             switch request.uri.queryParameters["notice"].map(String.init) {
-            case "revoked": "That session is signed out."
-            case "revoked-others": "Every other session is signed out."
-            case "linked": "Your account at the provider is connected: you can use it to sign in."
-            case "unlinked": "That account is disconnected."
+            case "revoked": self.views.text("account.notice_revoked", [:], context)
+            case "revoked-others": self.views.text("account.notice_revoked_others", [:], context)
+            case "linked": self.views.text("account.notice_linked", [:], context)
+            case "unlinked": self.views.text("account.notice_unlinked", [:], context)
             default: nil
             }
         let page = AccountPage(
-            layout: self.views.layout(title: "Your account", context: context), email: user.email,
-            displayName: user.displayName.isEmpty ? "—" : user.displayName, role: user.role == .admin ? "Administrator" : "Member",
+            layout: self.views.layout(title: self.views.text("account.title", [:], context), context: context), email: user.email,
+            displayName: user.displayName.isEmpty ? "—" : user.displayName, role: self.views.text(user.role == .admin ? "account.role_admin" : "account.role_member", [:], context),
             memberSince: Self.format(user.createdAt), sessions: rows, otherSessions: rows.count > 1, twoFactor: user.hasTwoFactor,
             identities: try await self.database.identities(userID: user.id!).map { IdentityRow(id: $0.id!, issuer: URL(string: $0.issuer)?.host ?? $0.issuer, email: $0.email ?? "") },
             notice: notice
@@ -72,7 +72,7 @@ struct SettingsController {
     @Sendable func revoke(_ request: Request, context: SignedInContext) async throws -> Response {
         let id = try context.parameters.require("id", as: Int64.self)
         guard try await self.database.deleteSession(id: id, userID: context.user.id!) else {
-            throw WebError.notFound("That session no longer exists.")
+            throw WebError(.notFound, code: "not_found", key: "account.error_no_session", english: "That session no longer exists.")
         }
         return Response(status: .seeOther, headers: [.location: "/account?notice=revoked"])
     }

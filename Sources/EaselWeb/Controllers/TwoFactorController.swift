@@ -98,6 +98,8 @@ struct TwoFactorController {
         var recoveryCodes: [String]
         var showCodes: Bool
         var remainingCodes: Int
+        /// "8 recovery codes left.", in the page's language.
+        var remainingText: String
         var error: String?
         var notice: String?
     }
@@ -105,10 +107,11 @@ struct TwoFactorController {
     func settings(_ context: SignedInContext, user: User, setup: TwoFactorService.Setup? = nil, codes: [String] = [], error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let remaining = user.hasTwoFactor ? try await self.database.unusedRecoveryCodeCount(userID: user.id!) : 0
         // An otpauth URI is far below a QR code's capacity; were it ever too long, the link and the key still work.
-        let qrSVG = setup.flatMap { try? QRCode($0.uri).svg(label: "QR code for your authenticator app") } ?? ""
+        let qrSVG = setup.flatMap { try? QRCode($0.uri).svg(label: self.views.text("account_2fa.qr_label", [:], context)) } ?? ""
         let page = SettingsPage(
-            layout: self.views.layout(title: "Two-factor sign-in", context: context), enabled: user.hasTwoFactor, setup: setup, qrSVG: qrSVG,
-            recoveryCodes: codes, showCodes: !codes.isEmpty, remainingCodes: remaining, error: error, notice: notice
+            layout: self.views.layout(title: self.views.text("twofactor.title", [:], context), context: context), enabled: user.hasTwoFactor, setup: setup, qrSVG: qrSVG,
+            recoveryCodes: codes, showCodes: !codes.isEmpty, remainingCodes: remaining,
+            remainingText: self.views.text(remaining == 1 ? "account_2fa.codes_left_one" : "account_2fa.codes_left_other", ["count": String(remaining)], context), error: error, notice: notice
         )
         return try self.views.render(page, template: "account-2fa", status: status)
     }
@@ -129,13 +132,13 @@ struct TwoFactorController {
         guard let codes = try await self.twoFactor.confirmSetup(for: user, code: form.code ?? "") else {
             return try await self.settings(
                 context, user: user, setup: self.twoFactor.pendingSetup(for: user),
-                error: "That code is not right. Check that your phone's clock is correct and enter the code the app shows now.",
+                error: self.views.text("account_2fa.error_code", [:], context),
                 status: .unprocessableContent
             )
         }
         self.mailQueued()
         let updated = try await self.database.user(id: user.id!) ?? user
-        return try await self.settings(context, user: updated, codes: codes, notice: "Two-factor sign-in is on.")
+        return try await self.settings(context, user: updated, codes: codes, notice: self.views.text("account_2fa.notice_on", [:], context))
     }
 
     struct DisableForm: Decodable {
@@ -146,11 +149,11 @@ struct TwoFactorController {
         let form = try await URLEncodedFormDecoder().decode(DisableForm.self, from: request, context: context)
         let user = context.user
         guard case .signedIn = try await self.accounts.signIn(email: user.email, password: form.password ?? "", ip: context.clientIP) else {
-            return try await self.settings(context, user: user, error: "That password is not right.", status: .unauthorized)
+            return try await self.settings(context, user: user, error: self.views.text("account_2fa.error_password", [:], context), status: .unauthorized)
         }
         try await self.twoFactor.disable(for: user)
         self.mailQueued()
         let updated = try await self.database.user(id: user.id!) ?? user
-        return try await self.settings(context, user: updated, notice: "Two-factor sign-in is off.")
+        return try await self.settings(context, user: updated, notice: self.views.text("account_2fa.notice_off", [:], context))
     }
 }
