@@ -15,7 +15,7 @@ import ServiceLifecycle
 public func buildApplication(_ services: AppServices, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
     let config = services.config
     let assets = config.devAssets ? AssetCatalog.disk(root: config.assetsDirectory) : try AssetCatalog.embedded()
-    let dependencies = WebDependencies(
+    var dependencies = WebDependencies(
         siteName: config.siteName,
         assets: assets,
         readinessChecks: [
@@ -36,6 +36,7 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
         localizer: services.localizer,
         mailQueued: { [scheduler = services.scheduler] in scheduler.wake("mail") }
     )
+    dependencies.trustedProxies = try TrustedProxies(config.trustedProxies)
     let router = buildRouter(dependencies)
 
     var extraServices: [any Service] = [services.scheduler]

@@ -80,6 +80,8 @@ public struct EaselConfig: Sendable {
     public var smtp: SMTP?
     public var resend: Resend?
     public var oidc: OIDC?
+    /// Addresses or IPv4 CIDR ranges of reverse proxies in front of Easel.
+    public var trustedProxies: [String]
 
     public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
     public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
@@ -222,6 +224,17 @@ extension EaselConfig {
             )
         }
 
+        let proxies = (settings.string(Key.trustedProxies) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for proxy in proxies {
+            let parts = proxy.split(separator: "/")
+            let address = String(parts[0])
+            let isIPv4 = address.split(separator: ".").count == 4 && address.split(separator: ".").allSatisfy { UInt8($0) != nil }
+            let validPrefix = parts.count == 1 || (parts.count == 2 && isIPv4 && Int(parts[1]).map { (0...32).contains($0) } == true)
+            guard (isIPv4 || (address.contains(":") && parts.count == 1)), validPrefix else {
+                throw ConfigError(key: Key.trustedProxies.env, problem: "must be a comma-separated list of IP addresses or IPv4 ranges like 127.0.0.1,10.0.0.0/8 (got \"\(proxy)\")")
+            }
+        }
+
         return EaselConfig(
             publicURL: publicURL,
             host: settings.string(Key.host) ?? "127.0.0.1",
@@ -247,7 +260,8 @@ extension EaselConfig {
             mailFrom: mailFrom,
             smtp: smtp,
             resend: resend,
-            oidc: oidc
+            oidc: oidc,
+            trustedProxies: proxies
         )
     }
 
@@ -274,6 +288,7 @@ extension EaselConfig {
             "EASEL_SESSION_MAX=\(Self.formatDuration(self.sessionMax))",
             "EASEL_MAIL=\(self.mail.rawValue)",
             "EASEL_MAIL_FROM=\(self.mailFrom)",
+            "EASEL_TRUSTED_PROXIES=\(self.trustedProxies.joined(separator: ","))",
         ]
         if let smtp = self.smtp {
             lines += [

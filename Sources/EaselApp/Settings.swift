@@ -62,6 +62,7 @@ public enum Key {
     public static let oidcClientID = SettingKey("oidc.clientId", "EASEL_OIDC_CLIENT_ID")
     public static let oidcClientSecret = SettingKey("oidc.clientSecret", "EASEL_OIDC_CLIENT_SECRET", secret: true)
     public static let oidcButtonLabel = SettingKey("oidc.buttonLabel", "EASEL_OIDC_BUTTON_LABEL")
+    public static let trustedProxies = SettingKey("trustedProxies", "EASEL_TRUSTED_PROXIES")
 
     public static let all: [SettingKey] = [
         publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
@@ -69,7 +70,7 @@ public enum Key {
         backupInterval, backupKeep, tlsCertFile, tlsKeyFile, tlsRedirectPort,
         signup, signupDomains, minAge, sessionIdle, sessionMax, mail, mailFrom,
         smtpHost, smtpPort, smtpSecurity, smtpUsername, smtpPassword, smtpCAFile, smtpTLSServerName,
-        resendAPIKey, resendBaseURL, oidcIssuer, oidcClientID, oidcClientSecret, oidcButtonLabel,
+        resendAPIKey, resendBaseURL, oidcIssuer, oidcClientID, oidcClientSecret, oidcButtonLabel, trustedProxies,
     ]
 }
 

@@ -16,7 +16,9 @@ public struct AppRequestContext: RequestContext {
     /// A fresh nonce each request, put in the Content-Security-Policy and on inline scripts.
     public let cspNonce: String
     /// The peer's IP address (a reverse proxy's, when there is one).
-    public let clientIP: String
+    public var clientIP: String
+    /// Two-letter country from a trusted proxy, when it tells (see ClientAddressMiddleware).
+    public var country: String?
     /// Set by `SessionMiddleware` when the session cookie names a live session.
     public var identity: Identity?
     /// The anonymous CSRF token (double-submit cookie) for forms shown before sign-in.

@@ -19,6 +19,8 @@ public struct WebDependencies: Sendable {
     public var twoFactor: TwoFactorService
     public var apiKeys: APIKeyService
     public var externalSignIn: ExternalSignIn?
+    /// Reverse proxies whose X-Forwarded-For and CF-IPCountry headers are believed.
+    public var trustedProxies: TrustedProxies = try! TrustedProxies([])
     /// EASEL_SECRET_KEY, for signing short-lived browser state.
     public var secretKey: String
     /// "log", "smtp" or "resend", shown on the admin mailbox.
@@ -65,6 +67,7 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     router.add(middleware: SecurityHeadersMiddleware(strictTransportSecurity: dependencies.servesTLS))
     router.add(middleware: AccessLogMiddleware())
     router.add(middleware: CompressionMiddleware())
+    router.add(middleware: ClientAddressMiddleware(trusted: dependencies.trustedProxies))
     router.add(middleware: PreferencesMiddleware())
     router.add(middleware: ErrorMiddleware(views: views))
     let cookies = CookiePolicy(publicURL: dependencies.publicURL)

@@ -97,6 +97,8 @@ struct ConfigTests {
         (["EASEL_TLS_CERT_FILE": "/nonexistent.pem", "EASEL_TLS_KEY_FILE": "/etc/hostname"], "EASEL_TLS_CERT_FILE"),
         (["EASEL_TLS_REDIRECT_PORT": "8081"], "EASEL_TLS_REDIRECT_PORT"),
         (["EASEL_SIGNUP": "sometimes"], "EASEL_SIGNUP"),
+        (["EASEL_TRUSTED_PROXIES": "127.0.0.1, nginx"], "EASEL_TRUSTED_PROXIES"),
+        (["EASEL_TRUSTED_PROXIES": "10.0.0.0/33"], "EASEL_TRUSTED_PROXIES"),
         (["EASEL_SIGNUP_DOMAINS": "example.org, not a domain"], "EASEL_SIGNUP_DOMAINS"),
         (["EASEL_MIN_AGE": "200"], "EASEL_MIN_AGE"),
         (["EASEL_SESSION_IDLE": "60d", "EASEL_SESSION_MAX": "30d"], "EASEL_SESSION_IDLE"),

@@ -12,6 +12,7 @@ import NIOCore
 /// `body` against its router.
 func withTestApp<Value: Sendable>(
     _ settings: [String: String] = [:],
+    testing: TestingSetup = .router,
     _ body: @Sendable (AppServices, any TestClientProtocol) async throws -> Value
 ) async throws -> Value {
     let folder = try TemporaryDirectory("easel-web")
@@ -25,7 +26,7 @@ func withTestApp<Value: Sendable>(
     let services = try await AppServices.start(config: config, logger: logger, passwordHasher: PasswordHasher(cost: 4))
     do {
         let app = try buildApplication(services)
-        let value = try await app.test(.router) { client in try await body(services, client) }
+        let value = try await app.test(testing) { client in try await body(services, client) }
         await services.shutdown()
         return value
     } catch {

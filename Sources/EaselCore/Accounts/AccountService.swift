@@ -248,7 +248,7 @@ public struct AccountService: Sendable {
 
     /// A fresh session (a new token at every sign-in, never reused). A sign-in from a device
     /// (browser and system) not seen before on this account is mailed to its owner.
-    public func startSession(for user: User, userAgent: String, ip: String, now: Date = Date()) async throws -> NewSession {
+    public func startSession(for user: User, userAgent: String, ip: String, country: String? = nil, now: Date = Date()) async throws -> NewSession {
         let device = DeviceName.describe(userAgent: userAgent)
         try await self.database.rememberDevice(
             userID: user.id!, fingerprint: SecureToken.hash(device),
@@ -259,7 +259,7 @@ public struct AccountService: Sendable {
             Session(
                 id: nil, userID: user.id!, tokenHash: SecureToken.hash(token), csrfToken: SecureToken.make(), createdAt: now,
                 lastSeenAt: now, expiresAt: now.addingTimeInterval(self.settings.sessionMax),
-                userAgent: String(userAgent.prefix(300)), ip: ip, country: nil
+                userAgent: String(userAgent.prefix(300)), ip: ip, country: country
             )
         )
         return NewSession(token: token, session: session)

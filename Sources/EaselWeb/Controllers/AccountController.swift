@@ -218,7 +218,7 @@ struct AccountController {
         case .signedIn(let user) where user.hasTwoFactor:
             return self.startTwoFactor(user)
         case .signedIn(let user):
-            let new = try await self.accounts.startSession(for: user, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP)
+            let new = try await self.accounts.startSession(for: user, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP, country: context.country)
             var response = Self.redirect(Self.safeNext(form.next) ?? "/account")
             response.setCookie(self.cookies.session(new.token, maxAge: Int(self.accounts.settings.sessionMax)))
             return response

@@ -116,7 +116,7 @@ struct ExternalSignInController {
     }
 
     func signIn(_ user: User, request: Request, context: AppRequestContext) async throws -> Response {
-        let new = try await self.accounts.startSession(for: user, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP)
+        let new = try await self.accounts.startSession(for: user, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP, country: context.country)
         var response = Response(status: .seeOther, headers: [.location: "/account"])
         response.setCookie(self.cookies.session(new.token, maxAge: Int(self.accounts.settings.sessionMax)))
         return response

@@ -19,6 +19,8 @@ struct SettingsController {
         var id: Int64
         var device: String
         var ip: String
+        /// Approximate, from a trusted proxy; nil when unknown.
+        var country: String?
         var lastSeen: String
         var current: Bool
     }
@@ -47,7 +49,7 @@ struct SettingsController {
         let sessions = try await self.database.sessions(userID: user.id!)
         let rows = sessions.map { session in
             SessionRow(
-                id: session.id!, device: DeviceName.describe(userAgent: session.userAgent), ip: session.ip,
+                id: session.id!, device: DeviceName.describe(userAgent: session.userAgent), ip: session.ip, country: session.country,
                 lastSeen: Self.format(session.lastSeenAt), current: session.id == context.identity.session.id
             )
         }

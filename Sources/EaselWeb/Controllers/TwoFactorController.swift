@@ -80,7 +80,7 @@ struct TwoFactorController {
             )
         }
         try await self.database.clearLoginFailures(email: user.email)
-        let new = try await self.accounts.startSession(for: user, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP)
+        let new = try await self.accounts.startSession(for: user, userAgent: request.headers[.userAgent] ?? "", ip: context.clientIP, country: context.country)
         var response = Response(status: .seeOther, headers: [.location: "/account"])
         response.setCookie(self.cookies.session(new.token, maxAge: Int(self.accounts.settings.sessionMax)))
         response.setCookie(self.cookies.cookie(self.challengeCookie, value: "", maxAge: 0))
