@@ -45,14 +45,14 @@ public struct AccountMails: Sendable {
         language: Language = .english
     ) -> MailDraft {
         var text = paragraphs.joined(separator: "\n\n")
-        var html = paragraphs.map { "<p>\(Self.escape($0))</p>" }.joined(separator: "\n")
+        var html = paragraphs.map { "<p>\(Markup.escape($0))</p>" }.joined(separator: "\n")
         if let action {
             text += "\n\n\(action.label): \(action.url)"
-            html += "\n<p><a href=\"\(Self.escape(action.url))\" style=\"display:inline-block;padding:10px 18px;background:#6a4cf0;color:#fff;border-radius:999px;text-decoration:none\">\(Self.escape(action.label))</a></p>"
-            html += "\n<p style=\"color:#615d68;font-size:13px\">\(Self.escape(self.text("mail.paste_link", ["url": action.url], language)))</p>"
+            html += "\n<p><a href=\"\(Markup.escape(action.url))\" style=\"display:inline-block;padding:10px 18px;background:#6a4cf0;color:#fff;border-radius:999px;text-decoration:none\">\(Markup.escape(action.label))</a></p>"
+            html += "\n<p style=\"color:#615d68;font-size:13px\">\(Markup.escape(self.text("mail.paste_link", ["url": action.url], language)))</p>"
         }
         text += "\n\n— \(self.siteName)\n"
-        html = "<!doctype html><html lang=\"\(language.rawValue)\"><body style=\"font-family:system-ui,sans-serif;line-height:1.5;color:#1d1b20\">\n\(html)\n<p>— \(Self.escape(self.siteName))</p></body></html>"
+        html = "<!doctype html><html lang=\"\(language.rawValue)\"><body style=\"font-family:system-ui,sans-serif;line-height:1.5;color:#1d1b20\">\n\(html)\n<p>— \(Markup.escape(self.siteName))</p></body></html>"
         return MailDraft(kind: kind, toEmail: user.email, toName: user.name, subject: subject, text: text, html: html, messageID: self.messageID())
     }
 
@@ -121,10 +121,5 @@ public struct AccountMails: Sendable {
             kind: enabled ? "two_factor_on" : "two_factor_off", name: enabled ? "two_factor_on" : "two_factor_off", to: (email, name),
             language: language, action: ("mail.two_factor.action", "\(self.publicURL.absoluteString)/account")
         )
-    }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 }

@@ -46,7 +46,7 @@ struct ExternalSignInController {
             layout: self.views.layout(title: self.views.text(pending == nil ? "signin.title" : "oidc.welcome_title", [:], context), context: context),
             error: error, email: pending?.email ?? "",
             heading: name.isEmpty ? self.views.text("oidc.welcome_title", [:], context) : self.views.text("oidc.welcome_named", ["name": name], context),
-            leadHTML: self.views.text("oidc.lead_html", ["email": HTMLEscape.text(pending?.email ?? "")], context),
+            leadHTML: self.views.text("oidc.lead_html", ["email": Markup.escape(pending?.email ?? "")], context),
             ageConfirmation: self.views.text("signup.age", ["age": String(self.accounts.settings.minimumAge)], context)
         )
     }

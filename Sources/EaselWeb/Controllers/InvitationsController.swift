@@ -29,7 +29,6 @@ struct InvitationsController {
         var layout: LayoutData
         var invitations: [Row]
         var empty: Bool
-        var signupMode: String
         /// "Sign-up on this server is <strong>open</strong>. …", in the page's language.
         var leadHTML: String
         var error: String?
@@ -50,8 +49,7 @@ struct InvitationsController {
         let mode = self.views.text("admin_invitations.mode_\(self.accounts.settings.signup.rawValue)", [:], context)
         let page = Page(
             layout: self.views.layout(title: self.views.text("admin_invitations.title", [:], context), context: context), invitations: rows, empty: rows.isEmpty,
-            signupMode: self.accounts.settings.signup.rawValue,
-            leadHTML: self.views.text("admin_invitations.lead_html", ["mode": HTMLEscape.text(mode)], context), error: error, notice: notice
+            leadHTML: self.views.text("admin_invitations.lead_html", ["mode": Markup.escape(mode)], context), error: error, notice: notice
         )
         return try self.views.render(page, template: "admin-invitations", status: status)
     }

@@ -37,7 +37,7 @@ struct ProfileController {
     func emailPage(_ context: some PageContext, email: String, hasPassword: Bool, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
         let page = EmailPage(
             layout: self.views.layout(title: self.views.text("account_email.title", [:], context), context: context), email: email, hasPassword: hasPassword,
-            leadHTML: self.views.text("account_email.lead_html", ["email": HTMLEscape.text(email)], context), error: error, notice: notice
+            leadHTML: self.views.text("account_email.lead_html", ["email": Markup.escape(email)], context), error: error, notice: notice
         )
         return try self.views.render(page, template: "account-email", status: status)
     }

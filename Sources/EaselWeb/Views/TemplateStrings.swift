@@ -46,11 +46,3 @@ struct TemplateStrings: MustacheParent, Sendable {
         return nil
     }
 }
-
-/// Escaping for a value put into catalog markup (`_html` keys) before it is rendered raw.
-enum HTMLEscape {
-    static func text(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "'", with: "&#39;")
-    }
-}
