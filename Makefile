@@ -5,8 +5,9 @@ SWIFT      ?= swift
 PYTHON     ?= python3
 VENV       := .venv
 # Build-time libraries: SQLite for GRDB, zlib for gzip (compress-nio), libcurl for
-# Foundation's networking module that the toolchain links.
-DEB_PACKAGES := libsqlite3-dev zlib1g-dev libcurl4-openssl-dev pkg-config
+# Foundation's networking module that the toolchain links; libvips to validate, strip and
+# thumbnail images (nothing decodes untrusted images by hand).
+DEB_PACKAGES := libsqlite3-dev zlib1g-dev libcurl4-openssl-dev pkg-config libvips-dev
 # Only for the tests: a certificate tool, and a real browser for the browser test.
 TEST_DEB_PACKAGES := openssl chromium chromium-driver
 SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)

@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
     ],
     targets: [
         // The command line: serve, migrate, config, jobs, backup, restore, version.
@@ -69,6 +70,7 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -76,7 +78,7 @@ let package = Package(
         .target(
             name: "EaselCore",
             dependencies: [
-                "EaselStore", "EaselBlobs", "EaselIntegrations", "EaselAssets",
+                "EaselStore", "EaselBlobs", "EaselIntegrations", "EaselImages", "EaselAssets",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -113,6 +115,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -121,6 +124,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
+        ),
+        // Image validation, metadata stripping, thumbnails and encoding through libvips.
+        .target(
+            name: "EaselImages",
+            dependencies: ["CEaselVips"],
+            swiftSettings: swiftSettings
+        ),
+        // A few non-variadic C wrappers around libvips calls (Swift cannot call C varargs).
+        .target(
+            name: "CEaselVips",
+            dependencies: ["CVips"]
+        ),
+        // Debian's libvips-dev, found through pkg-config.
+        .systemLibrary(
+            name: "CVips",
+            pkgConfig: "vips",
+            providers: [.apt(["libvips-dev"])]
         ),
         // static/, templates/ and locales/, embedded into the binary at build time.
         .target(
@@ -159,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "EaselWebTests",
             dependencies: [
-                "EaselWeb", "EaselApp", "EaselCore", "EaselStore", "EaselBlobs", "EaselTestSupport",
+                "EaselWeb", "EaselApp", "EaselCore", "EaselStore", "EaselBlobs", "EaselImages", "EaselTestSupport",
                 .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -174,7 +194,8 @@ let package = Package(
         .testTarget(
             name: "EaselCoreTests",
             dependencies: [
-                "EaselCore", "EaselStore", "EaselTestSupport",
+                "EaselCore", "EaselStore", "EaselBlobs", "EaselImages", "EaselIntegrations", "EaselTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -193,11 +214,17 @@ let package = Package(
                 "EaselIntegrations", "EaselTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EaselImagesTests",
+            dependencies: ["EaselImages", "EaselTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import EaselBlobs
 import EaselCore
+import EaselImages
 import EaselIntegrations
 import EaselStore
 import Foundation
@@ -27,6 +28,12 @@ public struct AppServices: Sendable {
     public let logger: Logger
     /// The message catalogs (locales/), for pages and mails.
     public let localizer: Localizer
+    public let generation: GenerationService
+    public let dispatcher: GenerationDispatcher
+    /// Signs the per-task callback URLs given to asynchronous providers.
+    public let callbackSigner: SignedValue
+    /// Requests per API key (EASEL_API_KEY_RATE).
+    public let apiKeyRateLimit: RateLimiter.Rule
 
     /// Opens the data folder, the database (migrating it) and the blob store.
     /// `passwordHasher` lets tests use a cheaper bcrypt cost; production uses cost 12.
@@ -53,7 +60,8 @@ public struct AppServices: Sendable {
         )
         let accountSettings = AccountService.Settings(
             signup: AccountService.SignupMode(rawValue: config.signup.rawValue)!, allowedDomains: config.signupDomains,
-            minimumAge: config.minimumAge, sessionIdle: config.sessionIdle.seconds, sessionMax: config.sessionMax.seconds
+            minimumAge: config.minimumAge, sessionIdle: config.sessionIdle.seconds, sessionMax: config.sessionMax.seconds,
+            signupCredits: config.generation.signupCredits
         )
         let mails = AccountMails(siteName: config.siteName, publicURL: config.publicURL, localizer: localizer)
         let accounts = AccountService(
@@ -89,16 +97,77 @@ public struct AppServices: Sendable {
             jobs.append(MaintenanceJobs.backup(service: backups, interval: interval))
         }
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
+
+        let images = ImageLibrary()
+        let events = TaskEvents()
+        let generationSettings = Self.generationSettings(config)
+        let callbackSigner = SignedValue(secret: secretKey, purpose: "easel provider callback v1")
+        let dispatcher = GenerationDispatcher(
+            .init(
+                settings: generationSettings, database: database, blobs: blobs, images: images, events: events,
+                backend: Self.makeBackend(config: config.generation, images: images, httpClient: httpClient, logger: logger),
+                fetcher: GuardedFetcher(
+                    policy: FetchPolicy(
+                        maximumBytes: config.generation.fetchMaximumBytes, timeout: config.generation.fetchTimeout,
+                        allowedHosts: Set(config.generation.fetchAllowHosts)
+                    ),
+                    logger: logger.with(label: "easel.fetch")
+                ),
+                callbackSigner: callbackSigner
+            ),
+            logger: logger.with(label: "easel.dispatcher")
+        )
+        let generation = GenerationService(
+            settings: generationSettings, database: database, blobs: blobs, images: images, events: events,
+            wake: { [dispatcher] in dispatcher.wake() }, logger: logger.with(label: "easel.generation")
+        )
         return AppServices(
             config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
             backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger,
-            localizer: localizer
+            localizer: localizer, generation: generation, dispatcher: dispatcher, callbackSigner: callbackSigner,
+            apiKeyRateLimit: RateLimiter.Rule(capacity: config.generation.apiKeyPerMinute, per: .seconds(60))
         )
     }
 
     /// Releases connections; the database closes when the last reference goes.
     public func shutdown() async {
         try? await self.httpClient.shutdown()
+    }
+
+    static func generationSettings(_ config: EaselConfig) -> GenerationSettings {
+        let g = config.generation
+        // Evolink only calls back to https addresses; `auto` sends a callback URL only then.
+        let callbacks = g.provider == .evolink && (g.evolinkCallbacks == .on || (g.evolinkCallbacks == .auto && config.publicURL.scheme == "https"))
+        return GenerationSettings(
+            provider: g.provider, models: g.models, sizes: g.sizes, qualities: g.qualities, maximumCount: g.maximumImages,
+            prices: g.prices, workers: g.workers, maximumActiveTasks: g.maximumActiveTasks, taskTimeout: g.taskTimeout,
+            maximumAttempts: g.maximumAttempts,
+            submitPerPerson: RateLimiter.Rule(capacity: g.submitPerMinute, per: .seconds(60)),
+            submitPerIP: RateLimiter.Rule(capacity: g.submitPerMinuteIP, per: .seconds(60)),
+            uploadMaximumBytes: g.uploadMaximumBytes,
+            callbackBaseURL: callbacks ? config.publicURL : nil
+        )
+    }
+
+    static func makeBackend(config: EaselConfig.Generation, images: ImageLibrary, httpClient: HTTPClient, logger: Logger) -> GenerationBackend {
+        switch config.provider {
+        case .demo:
+            return .demo(DemoImageProvider(latency: config.demoLatency, images: images))
+        case .openai:
+            return .synchronous(
+                OpenAIImageProvider(
+                    configuration: OpenAIConfiguration(apiKey: config.openAIAPIKey ?? "", baseURL: config.openAIBaseURL.absoluteString, timeout: config.openAITimeout),
+                    httpClient: httpClient, logger: logger.with(label: "easel.providers.openai")
+                )
+            )
+        case .evolink:
+            return .asynchronous(
+                EvolinkImageProvider(
+                    configuration: EvolinkConfiguration(apiKey: config.evolinkAPIKey ?? "", baseURL: config.evolinkBaseURL.absoluteString),
+                    httpClient: httpClient, logger: logger.with(label: "easel.providers.evolink")
+                )
+            )
+        }
     }
 
     static func makeBlobStore(config: EaselConfig, signer: BlobURLSigner, httpClient: HTTPClient, logger: Logger) throws -> any BlobStore {

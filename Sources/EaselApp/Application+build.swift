@@ -37,9 +37,13 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
         mailQueued: { [scheduler = services.scheduler] in scheduler.wake("mail") }
     )
     dependencies.trustedProxies = try TrustedProxies(config.trustedProxies)
+    dependencies.generation = services.generation
+    dependencies.callbackSigner = services.callbackSigner
+    dependencies.wakeDispatcher = { [dispatcher = services.dispatcher] in dispatcher.wake() }
+    dependencies.apiKeyRateLimit = services.apiKeyRateLimit
     let router = buildRouter(dependencies)
 
-    var extraServices: [any Service] = [services.scheduler]
+    var extraServices: [any Service] = [services.scheduler, services.dispatcher]
     let server: HTTPServerBuilder
     if let tls = config.tls {
         let tlsConfiguration = TLSConfiguration.makeServerConfiguration(

@@ -82,6 +82,7 @@ public struct EaselConfig: Sendable {
     public var oidc: OIDC?
     /// Addresses or IPv4 CIDR ranges of reverse proxies in front of Easel.
     public var trustedProxies: [String]
+    public var generation: Generation
 
     public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
     public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
@@ -261,7 +262,8 @@ extension EaselConfig {
             smtp: smtp,
             resend: resend,
             oidc: oidc,
-            trustedProxies: proxies
+            trustedProxies: proxies,
+            generation: try Self.loadGeneration(settings)
         )
     }
 
@@ -289,7 +291,7 @@ extension EaselConfig {
             "EASEL_MAIL=\(self.mail.rawValue)",
             "EASEL_MAIL_FROM=\(self.mailFrom)",
             "EASEL_TRUSTED_PROXIES=\(self.trustedProxies.joined(separator: ","))",
-        ]
+        ] + self.describeGeneration()
         if let smtp = self.smtp {
             lines += [
                 "EASEL_SMTP_HOST=\(smtp.host)", "EASEL_SMTP_PORT=\(smtp.port)", "EASEL_SMTP_SECURITY=\(smtp.security.rawValue)",

@@ -63,6 +63,31 @@ public enum Key {
     public static let oidcClientSecret = SettingKey("oidc.clientSecret", "EASEL_OIDC_CLIENT_SECRET", secret: true)
     public static let oidcButtonLabel = SettingKey("oidc.buttonLabel", "EASEL_OIDC_BUTTON_LABEL")
     public static let trustedProxies = SettingKey("trustedProxies", "EASEL_TRUSTED_PROXIES")
+    public static let provider = SettingKey("provider", "EASEL_PROVIDER")
+    public static let openAIAPIKey = SettingKey("openai.apiKey", "EASEL_OPENAI_API_KEY", secret: true)
+    public static let openAIBaseURL = SettingKey("openai.baseUrl", "EASEL_OPENAI_BASE_URL")
+    public static let openAITimeout = SettingKey("openai.timeout", "EASEL_OPENAI_TIMEOUT")
+    public static let evolinkAPIKey = SettingKey("evolink.apiKey", "EASEL_EVOLINK_API_KEY", secret: true)
+    public static let evolinkBaseURL = SettingKey("evolink.baseUrl", "EASEL_EVOLINK_BASE_URL")
+    public static let evolinkCallbacks = SettingKey("evolink.callbacks", "EASEL_EVOLINK_CALLBACKS")
+    public static let demoLatencyMS = SettingKey("demo.latencyMs", "EASEL_DEMO_LATENCY_MS")
+    public static let models = SettingKey("models", "EASEL_MODELS")
+    public static let sizes = SettingKey("sizes", "EASEL_SIZES")
+    public static let qualities = SettingKey("qualities", "EASEL_QUALITIES")
+    public static let maxImages = SettingKey("maxImages", "EASEL_MAX_IMAGES")
+    public static let prices = SettingKey("prices", "EASEL_PRICES")
+    public static let signupCredits = SettingKey("signupCredits", "EASEL_SIGNUP_CREDITS")
+    public static let workers = SettingKey("workers", "EASEL_WORKERS")
+    public static let maxActiveTasks = SettingKey("maxActiveTasks", "EASEL_MAX_ACTIVE_TASKS")
+    public static let taskTimeout = SettingKey("taskTimeout", "EASEL_TASK_TIMEOUT")
+    public static let taskMaxAttempts = SettingKey("taskMaxAttempts", "EASEL_TASK_MAX_ATTEMPTS")
+    public static let submitRate = SettingKey("submitRate", "EASEL_SUBMIT_RATE")
+    public static let submitRateIP = SettingKey("submitRateIp", "EASEL_SUBMIT_RATE_IP")
+    public static let apiKeyRate = SettingKey("apiKeyRate", "EASEL_API_KEY_RATE")
+    public static let uploadMaxBytes = SettingKey("uploadMaxBytes", "EASEL_UPLOAD_MAX_BYTES")
+    public static let fetchAllowHosts = SettingKey("fetch.allowHosts", "EASEL_FETCH_ALLOW_HOSTS")
+    public static let fetchMaxBytes = SettingKey("fetch.maxBytes", "EASEL_FETCH_MAX_BYTES")
+    public static let fetchTimeout = SettingKey("fetch.timeout", "EASEL_FETCH_TIMEOUT")
 
     public static let all: [SettingKey] = [
         publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
@@ -71,6 +96,9 @@ public enum Key {
         signup, signupDomains, minAge, sessionIdle, sessionMax, mail, mailFrom,
         smtpHost, smtpPort, smtpSecurity, smtpUsername, smtpPassword, smtpCAFile, smtpTLSServerName,
         resendAPIKey, resendBaseURL, oidcIssuer, oidcClientID, oidcClientSecret, oidcButtonLabel, trustedProxies,
+        provider, openAIAPIKey, openAIBaseURL, openAITimeout, evolinkAPIKey, evolinkBaseURL, evolinkCallbacks, demoLatencyMS,
+        models, sizes, qualities, maxImages, prices, signupCredits, workers, maxActiveTasks, taskTimeout, taskMaxAttempts,
+        submitRate, submitRateIP, apiKeyRate, uploadMaxBytes, fetchAllowHosts, fetchMaxBytes, fetchTimeout,
     ]
 }
 
@@ -161,6 +189,29 @@ struct SettingsReader {
         }
         let trimmed = raw.hasSuffix("/") ? String(raw.dropLast()) : raw
         return URL(string: trimmed)!
+    }
+
+    /// A comma-separated list, trimmed, without empty items; nil when unset.
+    func list(_ key: SettingKey) -> [String]? {
+        guard let raw = self.string(key) else { return nil }
+        let items = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return items.isEmpty ? nil : items
+    }
+
+    /// Like `duration`, but also seconds below a minute ("30s", "300").
+    func shortDuration(_ key: SettingKey, default value: String) throws(ConfigError) -> Duration {
+        let raw = (self.string(key) ?? value).lowercased()
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var number = Substring(raw)
+        var multiplier: Int64 = 1
+        if let last = raw.last, let unit = units[last] {
+            number = raw.dropLast()
+            multiplier = unit
+        }
+        guard let amount = Int64(number), amount > 0 else {
+            throw ConfigError(key: key.env, problem: "must be a duration like 30s, 5m or 1h (got \"\(raw)\")")
+        }
+        return .seconds(amount * multiplier)
     }
 
     /// "90s", "15m", "24h", "7d", or plain seconds; "off" or "0" when `allowOff`.

@@ -150,6 +150,9 @@ extension AppDatabase {
             }
             try db.create(index: "mail_outbox_due", on: "mail_outbox", columns: ["status", "next_attempt_at"])
         }
+        migrator.registerMigration("2026-11-26 generation") { db in
+            try Self.createGenerationTables(db)
+        }
         return migrator
     }
 }

@@ -29,6 +29,14 @@ public struct WebDependencies: Sendable {
     public var mailQueued: @Sendable () -> Void
     /// The message catalogs (locales/).
     public var localizer: Localizer
+    /// Making images; nil leaves the generation routes out (some tests of other parts).
+    public var generation: GenerationService?
+    /// Checks the signed tokens of provider callback URLs.
+    public var callbackSigner: SignedValue?
+    /// Tells the dispatcher a task is due.
+    public var wakeDispatcher: @Sendable () -> Void = {}
+    /// Requests per API key per period (EASEL_API_KEY_RATE).
+    public var apiKeyRateLimit = RateLimiter.Rule(capacity: 600, per: .seconds(60))
 
     public init(
         siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
@@ -110,7 +118,15 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     ).addRoutes(to: router)
     AdminMailboxController(database: dependencies.database, views: views, transport: dependencies.mailTransport).addRoutes(to: router)
     APIKeysPageController(apiKeys: dependencies.apiKeys, views: views).addRoutes(to: router)
-    APIController(database: dependencies.database, apiKeys: dependencies.apiKeys).addRoutes(to: router)
+    let api = APIController(database: dependencies.database, apiKeys: dependencies.apiKeys, keyRateLimit: dependencies.apiKeyRateLimit)
+        .addRoutes(to: router)
+    if let generation = dependencies.generation {
+        GenerationAPIController(
+            generation: generation, database: dependencies.database, blobs: dependencies.blobs,
+            callbackSigner: dependencies.callbackSigner ?? SignedValue(secret: dependencies.secretKey, purpose: "easel provider callback v1"),
+            wakeDispatcher: dependencies.wakeDispatcher
+        ).addRoutes(to: api, router: router)
+    }
     return router
 }
 

@@ -14,8 +14,14 @@ public struct AccountService: Sendable {
         public var termsVersion: String
         public var sessionIdle: TimeInterval
         public var sessionMax: TimeInterval
+        /// Credits every new account starts with (EASEL_SIGNUP_CREDITS).
+        public var signupCredits: Int
 
-        public init(signup: SignupMode = .open, allowedDomains: [String] = [], minimumAge: Int = 13, termsVersion: String = "2026-11-25", sessionIdle: TimeInterval = 7 * 86400, sessionMax: TimeInterval = 30 * 86400) {
+        public init(
+            signup: SignupMode = .open, allowedDomains: [String] = [], minimumAge: Int = 13, termsVersion: String = "2026-11-25",
+            sessionIdle: TimeInterval = 7 * 86400, sessionMax: TimeInterval = 30 * 86400, signupCredits: Int = 0
+        ) {
+            self.signupCredits = signupCredits
             self.signup = signup
             self.allowedDomains = allowedDomains
             self.minimumAge = minimumAge
@@ -138,7 +144,10 @@ public struct AccountService: Sendable {
         )
         do {
             let user = try await self.database.createAccount(
-                NewAccount(email: email, passwordHash: hash, displayName: name, language: request.language, termsVersion: self.settings.termsVersion),
+                NewAccount(
+                    email: email, passwordHash: hash, displayName: name, language: request.language, termsVersion: self.settings.termsVersion,
+                    signupCredits: self.settings.signupCredits
+                ),
                 verification: verification,
                 mail: self.mails.verification(to: email, name: name.isEmpty ? nil : name, token: token, code: code, language: Language(code: request.language) ?? .english),
                 invitationTokenHash: invitation.map(SecureToken.hash)

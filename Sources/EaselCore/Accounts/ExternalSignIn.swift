@@ -108,7 +108,10 @@ public struct ExternalSignIn: Sendable {
     /// Makes the account once the person confirmed their age and accepted the terms.
     public func createAccount(_ pending: PendingAccount) async throws -> User {
         let user = try await self.database.createAccount(
-            NewAccount(email: pending.email, passwordHash: nil, displayName: pending.name, language: nil, termsVersion: self.settings.termsVersion),
+            NewAccount(
+                email: pending.email, passwordHash: nil, displayName: pending.name, language: nil, termsVersion: self.settings.termsVersion,
+                signupCredits: self.settings.signupCredits
+            ),
             issuer: pending.issuer, subject: pending.subject
         )
         self.logger.info("account created from a provider identity", metadata: ["user": "\(user.id ?? 0)", "issuer": "\(pending.issuer)"])

@@ -8,13 +8,16 @@ public struct NewAccount: Sendable {
     public var displayName: String
     public var language: String?
     public var termsVersion: String
+    /// Welcome credits, granted in the same transaction (EASEL_SIGNUP_CREDITS).
+    public var signupCredits: Int
 
-    public init(email: String, passwordHash: String?, displayName: String, language: String?, termsVersion: String) {
+    public init(email: String, passwordHash: String?, displayName: String, language: String?, termsVersion: String, signupCredits: Int = 0) {
         self.email = email
         self.passwordHash = passwordHash
         self.displayName = displayName
         self.language = language
         self.termsVersion = termsVersion
+        self.signupCredits = signupCredits
     }
 }
 
@@ -66,6 +69,7 @@ extension AppDatabase {
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
                 throw AccountStoreError.emailTaken
             }
+            try Self.grantSignupCredits(db, userID: user.id!, amount: account.signupCredits, now: now)
             if verifiedAt == nil {
                 try Self.insertToken(verification, userID: user.id!, db: db, now: now)
                 try Self.enqueue(mail, db: db, now: now)
@@ -255,6 +259,11 @@ extension AppDatabase {
     }
 
     // MARK: Helpers inside a transaction
+
+    static func grantSignupCredits(_ db: Database, userID: Int64, amount: Int, now: Date) throws {
+        guard amount > 0 else { return }
+        try Self.appendLedgerEntry(db, userID: userID, kind: .grant, amount: amount, reason: "welcome credits", now: now)
+    }
 
     static func insertToken(_ token: NewEmailToken, userID: Int64, db: Database, now: Date) throws {
         var row = EmailToken(

@@ -57,6 +57,7 @@ extension AppDatabase {
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
                 throw IdentityStoreError.emailTaken
             }
+            try Self.grantSignupCredits(db, userID: user.id!, amount: account.signupCredits, now: now)
             var identity = LinkedIdentity(id: nil, userID: user.id!, issuer: issuer, subject: subject, email: account.email, createdAt: now)
             do {
                 try identity.insert(db)

@@ -110,6 +110,9 @@ enum APIAuthError {
 struct APIAuthMiddleware: RouterMiddleware {
     typealias Context = APIContext
     let apiKeys: APIKeyService
+    /// Each key has its own bucket, so one runaway script cannot starve the rest.
+    let limiter: RateLimiter
+    let keyRateLimit: RateLimiter.Rule
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -118,6 +121,14 @@ struct APIAuthMiddleware: RouterMiddleware {
             guard parts.count == 2, parts[0].lowercased() == "bearer",
                 let authenticated = try await self.apiKeys.authenticate(bearer: parts[1].trimmingCharacters(in: .whitespaces))
             else { throw APIAuthError.invalidKey() }
+            if let wait = self.limiter.take([("api-key:\(authenticated.key.id!)", self.keyRateLimit)]) {
+                let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+                throw WebError(
+                    .tooManyRequests, code: "rate_limited",
+                    message: "This API key has made too many requests. Wait \(seconds) s (see Retry-After) and try again.",
+                    headers: [.retryAfter: String(seconds)]
+                )
+            }
             context.principal = APIPrincipal(user: authenticated.user, scopes: authenticated.scopes, credential: .key(authenticated.key))
             context.logger[metadataKey: "api_key"] = "\(authenticated.key.prefix)"
         } else if let identity = context.sessionIdentity {

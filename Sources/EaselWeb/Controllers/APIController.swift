@@ -10,10 +10,13 @@ import NIOCore
 struct APIController {
     let database: AppDatabase
     let apiKeys: APIKeyService
+    let keyRateLimit: RateLimiter.Rule
 
-    func addRoutes(to router: Router<AppRequestContext>) {
+    /// Adds the account routes and returns the authenticated `/api/v1` group for the others.
+    @discardableResult
+    func addRoutes(to router: Router<AppRequestContext>) -> RouterGroup<APIContext> {
         let api = router.group("api/v1", context: APIContext.self)
-            .add(middleware: APIAuthMiddleware(apiKeys: self.apiKeys))
+            .add(middleware: APIAuthMiddleware(apiKeys: self.apiKeys, limiter: RateLimiter(), keyRateLimit: self.keyRateLimit))
         api.get("me", use: self.me)
         api.patch("me", use: self.updateMe)
         api.get("sessions", use: self.sessions)
@@ -21,6 +24,7 @@ struct APIController {
         api.get("keys", use: self.keys)
         api.post("keys", use: self.createKey)
         api.delete("keys/:id", use: self.revokeKey)
+        return api
     }
 
     // MARK: Types
