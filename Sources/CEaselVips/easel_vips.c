@@ -132,7 +132,9 @@ static void easel_webp_drop_metadata(unsigned char *data, size_t *length) {
 /// Encodes with every piece of metadata stripped (EXIF, XMP, IPTC, ICC, comments).
 /// Besides the savers' "strip" option, every metadata field is removed from a copy first:
 /// libvips 8.14's webpsave ignores "strip" (see easel_webp_drop_metadata).
-static int easel_save(VipsImage *image, int format, int quality, void **out, size_t *out_length) {
+/// `effort` is libwebp's method (0 fastest … 6 smallest); thumbnails use a low one: most of
+/// their cost is this encoder, and a small file gains little from more.
+static int easel_save(VipsImage *image, int format, int quality, int effort, void **out, size_t *out_length) {
     VipsImage *bare = NULL;
     if (vips_copy(image, &bare, NULL) != 0) return -1;
     gchar **fields = vips_image_get_fields(bare);
@@ -155,7 +157,7 @@ static int easel_save(VipsImage *image, int format, int quality, void **out, siz
         // webpsave holds the whole frame in memory anyway.
         VipsImage *decoded = vips_image_copy_memory(bare);
         if (!decoded) break;
-        result = vips_webpsave_buffer(decoded, out, out_length, "Q", quality, "strip", TRUE, NULL);
+        result = vips_webpsave_buffer(decoded, out, out_length, "Q", quality, "strip", TRUE, "effort", effort, NULL);
         g_object_unref(decoded);
         if (result == 0) easel_webp_drop_metadata(*out, out_length);
         break;
@@ -231,7 +233,7 @@ int easel_vips_sanitize(const void *buffer, size_t length, int format, int quali
 
     // Decoding happens while saving (sequential pipeline), so a failure here almost always
     // means truncated or corrupt input.
-    if (easel_save(image, format, quality, out, out_length) != 0) {
+    if (easel_save(image, format, quality, 4, out, out_length) != 0) {
         result = EASEL_VIPS_ERROR_DECODE;
         goto done;
     }
@@ -271,7 +273,7 @@ int easel_vips_thumbnail_webp(const void *buffer, size_t length, int format, int
         return easel_fail(EASEL_VIPS_ERROR_DECODE);
 
     int result = EASEL_VIPS_OK;
-    if (easel_save(thumbnail, EASEL_VIPS_WEBP, quality, out, out_length) != 0) {
+    if (easel_save(thumbnail, EASEL_VIPS_WEBP, quality, 1, out, out_length) != 0) {
         result = EASEL_VIPS_ERROR_DECODE;
     } else {
         *width = vips_image_get_width(thumbnail);
@@ -301,7 +303,7 @@ int easel_vips_encode_rgb(const unsigned char *pixels, size_t length, int width,
     VipsImage *rgb = NULL;
     int result = EASEL_VIPS_OK;
     if (vips_copy(raw, &rgb, "interpretation", VIPS_INTERPRETATION_sRGB, NULL) != 0 ||
-        easel_save(rgb, format, quality, out, out_length) != 0)
+        easel_save(rgb, format, quality, 4, out, out_length) != 0)
         result = EASEL_VIPS_ERROR_ENCODE;
     if (rgb) g_object_unref(rgb);
     g_object_unref(raw);

@@ -68,7 +68,7 @@ public struct WebDependencies: Sendable {
 public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestContext> {
     let views = ViewRenderer(
         assets: dependencies.assets, siteName: dependencies.siteName, localizer: dependencies.localizer,
-        externalSignInLabel: dependencies.externalSignIn?.buttonLabel
+        externalSignInLabel: dependencies.externalSignIn?.buttonLabel, studio: dependencies.generation != nil
     )
     let router = Router(context: AppRequestContext.self)
     // Outermost first: headers go on every response, errors included.
@@ -126,6 +126,7 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
             callbackSigner: dependencies.callbackSigner ?? SignedValue(secret: dependencies.secretKey, purpose: "easel provider callback v1"),
             wakeDispatcher: dependencies.wakeDispatcher
         ).addRoutes(to: api, router: router)
+        StudioController(generation: generation, database: dependencies.database, views: views).addRoutes(to: router)
     }
     return router
 }

@@ -211,7 +211,9 @@ struct OpenAIImageProviderTests {
     @Test("an answer slower than the configured timeout is a timeout")
     func timeout() async throws {
         let prompt = uniquePrompt("slow")
-        try await self.peer.script(prompt: prompt, openAI: [.delay(4)])
+        // Far longer than the timeout: when the whole suite runs on two cores, the client's
+        // deadline timer can start late, and a short delay would let the answer win the race.
+        try await self.peer.script(prompt: prompt, openAI: [.delay(20)])
         let error = try await self.withProvider(timeout: .seconds(1)) { provider in
             await providerError { () async throws(ProviderError) in _ = try await provider.generate(Self.generation(prompt)) }
         }

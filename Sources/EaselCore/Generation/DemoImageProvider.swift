@@ -33,9 +33,10 @@ public struct DemoImageProvider: Sendable {
         var results: [ProviderImage] = []
         for index in 0..<request.count {
             let seed = Self.seed(request, index: index)
-            let pixels = Self.draw(width: width, height: height, seed: seed)
             do {
-                let data = try await BlockingWork.run { try self.images.encode(rgb: pixels, width: width, height: height, as: format) }
+                let data = try await BlockingWork.run { [images] in
+                    try images.encode(rgb: Self.draw(width: width, height: height, seed: seed), width: width, height: height, as: format)
+                }
                 results.append(ProviderImage(data: data, format: format.rawValue))
             } catch {
                 throw ProviderError(.failed, "the demo provider could not encode its picture: \(error)")

@@ -83,9 +83,10 @@ public final class GenerationDispatcher: Service, Sendable {
                     await self.reapStuckTasks()
                     lastReap = .now
                 }
-                for id in await self.claimDueTasks() {
+                for task in await self.claimDueTasks() {
+                    let id = task.id!
                     group.addTask {
-                        await self.process(taskID: id)
+                        await self.process(task)
                         self.inFlight.withLock { _ = $0.remove(id) }
                         self.wake()
                     }
@@ -101,12 +102,13 @@ public final class GenerationDispatcher: Service, Sendable {
     /// Works until nothing is due (for tests and `easel jobs`): each due task gets one step.
     public func drain(now: @escaping @Sendable () -> Date = Date.init) async {
         while true {
-            let ids = await self.claimDueTasks(now: now())
-            if ids.isEmpty { return }
+            let tasks = await self.claimDueTasks(now: now())
+            if tasks.isEmpty { return }
             await withDiscardingTaskGroup { group in
-                for id in ids {
+                for task in tasks {
+                    let id = task.id!
                     group.addTask {
-                        await self.process(taskID: id, now: now)
+                        await self.process(task, now: now)
                         self.inFlight.withLock { _ = $0.remove(id) }
                     }
                 }
@@ -114,15 +116,15 @@ public final class GenerationDispatcher: Service, Sendable {
         }
     }
 
-    /// Due tasks up to the free worker slots, marked as in flight here.
-    private func claimDueTasks(now: Date = Date()) async -> [Int64] {
+    /// Due tasks up to the free worker slots, marked running in the database and in flight here.
+    private func claimDueTasks(now: Date = Date()) async -> [GenerationTask] {
         let busy = self.inFlight.withLock { $0 }
         let free = self.settings.workers - busy.count
         guard free > 0 else { return [] }
         do {
-            let due = try await self.database.dueGenerationTasks(now: now, excluding: busy, limit: free)
+            let due = try await self.database.claimDueGenerationTasks(now: now, excluding: busy, limit: free)
             return self.inFlight.withLock { inFlight in
-                due.compactMap { task in inFlight.insert(task.id!).inserted ? task.id! : nil }
+                due.filter { task in inFlight.insert(task.id!).inserted }
             }
         } catch {
             self.logger.error("could not read due tasks: \(error)")
@@ -146,15 +148,9 @@ public final class GenerationDispatcher: Service, Sendable {
 
     // MARK: One step of one task
 
-    func process(taskID: Int64, now: @escaping @Sendable () -> Date = Date.init) async {
-        let task: GenerationTask
-        do {
-            guard let started = try await self.database.startGenerationAttempt(id: taskID, now: now()) else { return }
-            task = started
-        } catch {
-            self.logger.error("could not start task \(taskID): \(error)")
-            return
-        }
+    /// One step of a task already claimed (marked running) by `claimDueTasks`.
+    func process(_ task: GenerationTask, now: @escaping @Sendable () -> Date = Date.init) async {
+        let taskID = task.id!
         self.dependencies.events.publish(taskID)
         do {
             switch self.dependencies.backend {

@@ -138,17 +138,6 @@ extension AppDatabase {
 
     // MARK: The dispatcher's transitions
 
-    /// Queued or running tasks whose next attempt is due, oldest first, except `excluding`.
-    public func dueGenerationTasks(now: Date = Date(), excluding: Set<Int64>, limit: Int) async throws -> [GenerationTask] {
-        try await self.writer.read { db in
-            var request = GenerationTask
-                .filter([GenerationTask.Status.queued.rawValue, GenerationTask.Status.running.rawValue].contains(GenerationTask.Columns.status))
-                .filter(GenerationTask.Columns.nextAttemptAt <= now)
-            if !excluding.isEmpty { request = request.filter(!excluding.contains(GenerationTask.Columns.id)) }
-            return try request.order(GenerationTask.Columns.nextAttemptAt, GenerationTask.Columns.id).limit(limit).fetchAll(db)
-        }
-    }
-
     /// The earliest next attempt of any unfinished task, so the dispatcher knows when to look again.
     public func nextGenerationAttempt() async throws -> Date? {
         try await self.writer.read { db in
@@ -156,17 +145,23 @@ extension AppDatabase {
         }
     }
 
-    /// Marks a due task running (a running one stays running: it is being resumed). Nil when it has finished meanwhile (canceled, say).
-    public func startGenerationAttempt(id: Int64, now: Date = Date()) async throws -> GenerationTask? {
+    /// Due tasks (queued or running, next attempt passed), oldest first, except `excluding`,
+    /// marked running in the same transaction: one write claims a whole batch for the workers.
+    /// A running task stays running (it is being resumed after a retry wait or a restart).
+    public func claimDueGenerationTasks(now: Date = Date(), excluding: Set<Int64>, limit: Int) async throws -> [GenerationTask] {
         try await self.writer.write { db in
-            guard var task = try GenerationTask.fetchOne(db, key: id), !task.status.isFinished else { return nil }
-            if task.status == .queued {
-                task.status = .running
-                task.startedAt = now
+            var request = GenerationTask
+                .filter([GenerationTask.Status.queued.rawValue, GenerationTask.Status.running.rawValue].contains(GenerationTask.Columns.status))
+                .filter(GenerationTask.Columns.nextAttemptAt <= now)
+            if !excluding.isEmpty { request = request.filter(!excluding.contains(GenerationTask.Columns.id)) }
+            var tasks = try request.order(GenerationTask.Columns.nextAttemptAt, GenerationTask.Columns.id).limit(limit).fetchAll(db)
+            for index in tasks.indices where tasks[index].status == .queued {
+                tasks[index].status = .running
+                tasks[index].startedAt = now
+                tasks[index].updatedAt = now
+                try tasks[index].update(db)
             }
-            task.updatedAt = now
-            try task.update(db)
-            return task
+            return tasks
         }
     }
 

@@ -39,6 +39,8 @@ struct LayoutData: Sendable {
     var signedIn: Bool
     var userName: String
     var isAdmin: Bool
+    /// The studio pages (Create, Activity, Gallery, Credits) exist: image generation is set up.
+    var studio: Bool
     /// "Sign in with Google" when an OpenID Connect provider is configured.
     var externalSignIn: String?
     /// light, dark or system (follow the device).
@@ -66,9 +68,12 @@ public struct ViewRenderer: Sendable {
     let externalSignInLabel: String?
     let localizer: Localizer
     let strings: [Language: TemplateStrings]
+    /// Whether the studio pages are served, for the navigation.
+    let studio: Bool
 
-    public init(assets: AssetCatalog, siteName: String, localizer: Localizer, externalSignInLabel: String? = nil) {
+    public init(assets: AssetCatalog, siteName: String, localizer: Localizer, externalSignInLabel: String? = nil, studio: Bool = false) {
         self.assets = assets
+        self.studio = studio
         self.siteName = siteName
         self.externalSignInLabel = externalSignInLabel
         self.localizer = localizer
@@ -114,6 +119,7 @@ public struct ViewRenderer: Sendable {
             signedIn: user != nil,
             userName: user.map { $0.displayName.isEmpty ? $0.email : $0.displayName } ?? "",
             isAdmin: user?.role == .admin,
+            studio: self.studio,
             externalSignIn: self.externalSignInLabel,
             theme: theme.rawValue,
             lang: language.rawValue,
