@@ -233,10 +233,6 @@ public struct AppServices: Sendable {
     }
 }
 
-extension Duration {
-    var seconds: TimeInterval { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
-}
-
 extension Logger {
     /// A logger with another label and the same level and handler settings.
     func with(label: String) -> Logger {

@@ -80,7 +80,7 @@ extension EaselConfig {
             provider: provider,
             openAIAPIKey: openAIKey,
             openAIBaseURL: try settings.url(Key.openAIBaseURL, default: "https://api.openai.com"),
-            openAITimeout: try settings.shortDuration(Key.openAITimeout, default: "300s"),
+            openAITimeout: try settings.duration(Key.openAITimeout, default: "300s", allowOff: false, minimumSeconds: 1)!,
             evolinkAPIKey: evolinkKey,
             evolinkBaseURL: try settings.url(Key.evolinkBaseURL, default: "https://api.evolink.ai"),
             evolinkCallbacks: try settings.choice(Key.evolinkCallbacks, default: Generation.Callbacks.auto),
@@ -93,7 +93,7 @@ extension EaselConfig {
             signupCredits: try settings.int(Key.signupCredits, default: 50, range: 0...1_000_000),
             workers: try settings.int(Key.workers, default: 4, range: 1...256),
             maximumActiveTasks: try settings.int(Key.maxActiveTasks, default: 8, range: 1...10_000),
-            taskTimeout: try settings.shortDuration(Key.taskTimeout, default: "15m"),
+            taskTimeout: try settings.duration(Key.taskTimeout, default: "15m", allowOff: false, minimumSeconds: 1)!,
             maximumAttempts: try settings.int(Key.taskMaxAttempts, default: 5, range: 1...100),
             submitPerMinute: try settings.int(Key.submitRate, default: 20, range: 0...1_000_000),
             submitPerMinuteIP: try settings.int(Key.submitRateIP, default: 60, range: 0...1_000_000),
@@ -101,7 +101,7 @@ extension EaselConfig {
             uploadMaximumBytes: try settings.int(Key.uploadMaxBytes, default: 20 * 1_048_576, range: 1024...1_073_741_824),
             fetchAllowHosts: allowHosts,
             fetchMaximumBytes: try settings.int(Key.fetchMaxBytes, default: 50 * 1_048_576, range: 1024...1_073_741_824),
-            fetchTimeout: try settings.shortDuration(Key.fetchTimeout, default: "60s")
+            fetchTimeout: try settings.duration(Key.fetchTimeout, default: "60s", allowOff: false, minimumSeconds: 1)!
         )
     }
 
@@ -125,7 +125,7 @@ extension EaselConfig {
             "EASEL_FETCH_ALLOW_HOSTS=\(g.fetchAllowHosts.joined(separator: ","))",
         ]
         switch g.provider {
-        case .demo: lines.append("EASEL_DEMO_LATENCY_MS=\(g.demoLatency.components.seconds * 1000 + g.demoLatency.components.attoseconds / 1_000_000_000_000_000)")
+        case .demo: lines.append("EASEL_DEMO_LATENCY_MS=\(g.demoLatency.milliseconds)")
         case .openai: lines += ["EASEL_OPENAI_API_KEY=********", "EASEL_OPENAI_BASE_URL=\(g.openAIBaseURL.absoluteString)"]
         case .evolink:
             lines += ["EASEL_EVOLINK_API_KEY=********", "EASEL_EVOLINK_BASE_URL=\(g.evolinkBaseURL.absoluteString)", "EASEL_EVOLINK_CALLBACKS=\(g.evolinkCallbacks.rawValue)"]

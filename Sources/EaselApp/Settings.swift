@@ -198,24 +198,9 @@ struct SettingsReader {
         return items.isEmpty ? nil : items
     }
 
-    /// Like `duration`, but also seconds below a minute ("30s", "300").
-    func shortDuration(_ key: SettingKey, default value: String) throws(ConfigError) -> Duration {
-        let raw = (self.string(key) ?? value).lowercased()
-        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        var number = Substring(raw)
-        var multiplier: Int64 = 1
-        if let last = raw.last, let unit = units[last] {
-            number = raw.dropLast()
-            multiplier = unit
-        }
-        guard let amount = Int64(number), amount > 0 else {
-            throw ConfigError(key: key.env, problem: "must be a duration like 30s, 5m or 1h (got \"\(raw)\")")
-        }
-        return .seconds(amount * multiplier)
-    }
-
     /// "90s", "15m", "24h", "7d", or plain seconds; "off" or "0" when `allowOff`.
-    func duration(_ key: SettingKey, default value: String, allowOff: Bool) throws(ConfigError) -> Duration? {
+    /// At least `minimumSeconds` (a minute unless said otherwise).
+    func duration(_ key: SettingKey, default value: String, allowOff: Bool, minimumSeconds: Int64 = 60) throws(ConfigError) -> Duration? {
         let raw = (self.string(key) ?? value).lowercased()
         if allowOff, raw == "off" || raw == "0" { return nil }
         let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
@@ -225,9 +210,12 @@ struct SettingsReader {
             number = raw.dropLast()
             multiplier = unit
         }
-        guard let amount = Int64(number), amount > 0, amount * multiplier >= 60 else {
+        guard let amount = Int64(number), amount > 0, amount * multiplier >= minimumSeconds else {
             let off = allowOff ? ", or off" : ""
-            throw ConfigError(key: key.env, problem: "must be a duration of at least a minute like 30m, 24h or 7d\(off) (got \"\(raw)\")")
+            let problem = minimumSeconds >= 60
+                ? "must be a duration of at least a minute like 30m, 24h or 7d\(off)"
+                : "must be a duration like 30s, 5m or 1h\(off)"
+            throw ConfigError(key: key.env, problem: "\(problem) (got \"\(raw)\")")
         }
         return .seconds(amount * multiplier)
     }

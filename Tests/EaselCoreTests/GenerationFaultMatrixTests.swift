@@ -759,16 +759,16 @@ struct GenerationFaultMatrixTests {
             let startedAt = try #require(running.startedAt)
 
             // Not yet stuck.
-            await dispatcher.reapStuckTasks(now: startedAt.addingTimeInterval(rig.settings.taskTimeout.timeInterval - 1))
+            await dispatcher.reapStuckTasks(now: startedAt.addingTimeInterval(rig.settings.taskTimeout.seconds - 1))
             #expect(try await rig.task(submitted.id!).status == .running)
 
-            await dispatcher.reapStuckTasks(now: startedAt.addingTimeInterval(rig.settings.taskTimeout.timeInterval + 1))
+            await dispatcher.reapStuckTasks(now: startedAt.addingTimeInterval(rig.settings.taskTimeout.seconds + 1))
             let task = try await rig.task(submitted.id!)
             try await rig.expectSettled(task, .failed, code: "timeout", reserved: 2 * Self.price, charged: 0, images: 0, balance: 100)
             #expect(task.failureMessage == FailureReason.timedOut)
 
             // Reaping again, or more rounds, change nothing.
-            await dispatcher.reapStuckTasks(now: startedAt.addingTimeInterval(rig.settings.taskTimeout.timeInterval + 7200))
+            await dispatcher.reapStuckTasks(now: startedAt.addingTimeInterval(rig.settings.taskTimeout.seconds + 7200))
             rig.clock.advance(7200)
             await rig.drain(dispatcher)
             try await rig.expectSettled(try await rig.task(submitted.id!), .failed, code: "timeout", reserved: 2 * Self.price, charged: 0, images: 0, balance: 100)

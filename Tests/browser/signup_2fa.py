@@ -13,6 +13,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
@@ -48,7 +49,10 @@ def fill(name, value):
 
 
 def submit(action):
-    driver.find_element(By.CSS_SELECTOR, f"form[action='{action}'] button[type=submit]").click()
+    button = driver.find_element(By.CSS_SELECTOR, f"form[action='{action}'] button[type=submit]")
+    button.click()
+    # The next page has replaced this one before anything on it is looked for.
+    wait.until(expected_conditions.staleness_of(button))
 
 
 def at(path):

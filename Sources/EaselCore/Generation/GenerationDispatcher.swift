@@ -135,7 +135,7 @@ public final class GenerationDispatcher: Service, Sendable {
     /// Fails and refunds running tasks older than the task timeout that no worker here holds.
     func reapStuckTasks(now: Date = Date()) async {
         do {
-            let limit = now.addingTimeInterval(-self.settings.taskTimeout.timeInterval)
+            let limit = now.addingTimeInterval(-self.settings.taskTimeout.seconds)
             for task in try await self.database.stuckGenerationTasks(startedBefore: limit) {
                 let held = self.inFlight.withLock { $0.contains(task.id!) }
                 if held { continue }
@@ -373,7 +373,7 @@ public final class GenerationDispatcher: Service, Sendable {
         let taskID = task.id!
         if error.isRetryable && task.attempts + 1 < self.settings.maximumAttempts {
             let backoff = Self.backoff(attempt: task.attempts + 1)
-            let wait = max(error.retryAfter?.timeInterval ?? 0, backoff)
+            let wait = max(error.retryAfter?.seconds ?? 0, backoff)
             self.logger.notice("task \(taskID): \(error); retrying in \(Int(wait)) s")
             do {
                 try await self.database.scheduleGenerationRetry(taskID: taskID, at: now.addingTimeInterval(wait), reason: FailureReason.retrying(error), now: now)
@@ -479,11 +479,5 @@ final class WakeSignal: Sendable {
             self.signal()
         }
         timer.cancel()
-    }
-}
-
-extension Duration {
-    var timeInterval: TimeInterval {
-        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
     }
 }

@@ -142,8 +142,16 @@ public struct GenerationService: Sendable {
         return ValidatedGeneration(prompt: prompt, model: model, size: size, quality: quality, count: count, referenceUploadIDs: references, quote: quote)
     }
 
-    public func quote(_ request: GenerationRequest) throws(GenerationError) -> PriceTable.Quote {
-        try self.validate(request).quote
+    /// The price of a request; `referenceCount` prices reference images not uploaded yet.
+    public func quote(_ request: GenerationRequest, referenceCount: Int? = nil) throws(GenerationError) -> PriceTable.Quote {
+        guard let referenceCount else { return try self.validate(request).quote }
+        guard (0...self.settings.maximumReferences).contains(referenceCount) else {
+            throw GenerationError(.invalid, "At most \(self.settings.maximumReferences) reference images per task.", field: "reference_count")
+        }
+        var request = request
+        request.referenceUploadIDs = nil
+        let valid = try self.validate(request)
+        return self.settings.prices.quote(model: valid.model, quality: valid.quality, size: valid.size, count: valid.count, referenceCount: referenceCount)
     }
 
     // MARK: Submit
@@ -166,7 +174,7 @@ public struct GenerationService: Sendable {
             var buckets: [(key: String, rule: RateLimiter.Rule)] = [("submit-user:\(viewer.userID)", self.settings.submitPerPerson)]
             if let clientIP { buckets.append(("submit-ip:\(clientIP)", self.settings.submitPerIP)) }
             if let wait = self.limiter.take(buckets) {
-                throw GenerationError(.rateLimited, "You are sending requests faster than allowed. Try again in \(Self.seconds(wait)) s.", retryAfter: wait)
+                throw GenerationError(.rateLimited, "You are sending requests faster than allowed. Try again in \(wait.retryAfterSeconds) s.", retryAfter: wait)
             }
         }
         let new = NewGenerationTask(
@@ -206,10 +214,6 @@ public struct GenerationService: Sendable {
         let canonical = [valid.prompt, valid.model, valid.size, valid.quality, String(valid.count), valid.referenceUploadIDs.map(String.init).joined(separator: ",")]
             .joined(separator: "\u{1F}")
         return Data(SHA256.hash(data: Data(canonical.utf8)))
-    }
-
-    static func seconds(_ duration: Duration) -> Int {
-        max(1, Int(duration.components.seconds) + (duration.components.attoseconds > 0 ? 1 : 0))
     }
 
     // MARK: Tasks
@@ -266,11 +270,6 @@ public struct GenerationService: Sendable {
             try? await self.blobs.delete(BlobKey(key))
             throw GenerationError(.invalid, "The image could not be stored. Try again.")
         }
-    }
-
-    public func upload(id: Int64, viewer: Viewer) async throws -> Upload? {
-        guard let upload = try await self.database.upload(id: id), viewer.maySee(ownerID: upload.userID) else { return nil }
-        return upload
     }
 
     // MARK: Images

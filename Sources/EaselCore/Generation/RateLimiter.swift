@@ -18,7 +18,7 @@ public final class RateLimiter: Sendable {
         public var isUnlimited: Bool { self.capacity <= 0 }
 
         var refillPerSecond: Double {
-            Double(self.capacity) / max(Double(self.period.components.seconds) + Double(self.period.components.attoseconds) / 1e18, 0.001)
+            Double(self.capacity) / max(self.period.seconds, 0.001)
         }
     }
 
@@ -41,9 +41,8 @@ public final class RateLimiter: Sendable {
             var refilled: [(String, Bucket)] = []
             for (key, rule) in keys where !rule.isUnlimited {
                 var bucket = buckets[key] ?? Bucket(tokens: Double(rule.capacity), updated: now)
-                let elapsed = bucket.updated.duration(to: now)
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                bucket.tokens = min(Double(rule.capacity), bucket.tokens + seconds * rule.refillPerSecond)
+                let elapsed = bucket.updated.duration(to: now).seconds
+                bucket.tokens = min(Double(rule.capacity), bucket.tokens + elapsed * rule.refillPerSecond)
                 bucket.updated = now
                 if bucket.tokens < 1 {
                     let needed = (1 - bucket.tokens) / rule.refillPerSecond

@@ -35,6 +35,4 @@ public final class TaskEvents: Sendable {
         let targets = self.listeners.withLock { $0.values.filter { $0.taskID == taskID }.map(\.continuation) }
         for continuation in targets { continuation.yield(Change(taskID: taskID, progress: progress)) }
     }
-
-    public var listenerCount: Int { self.listeners.withLock { $0.count } }
 }

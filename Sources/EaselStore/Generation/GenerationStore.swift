@@ -138,13 +138,6 @@ extension AppDatabase {
 
     // MARK: The dispatcher's transitions
 
-    /// The earliest next attempt of any unfinished task, so the dispatcher knows when to look again.
-    public func nextGenerationAttempt() async throws -> Date? {
-        try await self.writer.read { db in
-            try Date.fetchOne(db, sql: "SELECT MIN(next_attempt_at) FROM generation_task WHERE status IN ('queued', 'running')")
-        }
-    }
-
     /// Due tasks (queued or running, next attempt passed), oldest first, except `excluding`,
     /// marked running in the same transaction: one write claims a whole batch for the workers.
     /// A running task stays running (it is being resumed after a retry wait or a restart).
@@ -316,17 +309,6 @@ extension AppDatabase {
         }
     }
 
-    /// Count of tasks per status, for the admin overview.
-    public func generationTaskCounts() async throws -> [GenerationTask.Status: Int] {
-        try await self.writer.read { db in
-            var counts: [GenerationTask.Status: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM generation_task GROUP BY status") {
-                if let status = GenerationTask.Status(rawValue: row["status"]) { counts[status] = row["n"] }
-            }
-            return counts
-        }
-    }
-
     public func images(taskID: Int64) async throws -> [StoredImage] {
         try await self.writer.read { db in
             try StoredImage.filter(StoredImage.Columns.taskID == taskID).order(Column("result_index")).fetchAll(db)
@@ -341,10 +323,6 @@ extension AppDatabase {
             try upload.insert(db)
             return upload
         }
-    }
-
-    public func upload(id: Int64) async throws -> Upload? {
-        try await self.writer.read { db in try Upload.fetchOne(db, key: id) }
     }
 
     /// Newest first, keyset-paged by id; everyone's when `userID` is nil.

@@ -122,7 +122,7 @@ struct APIAuthMiddleware: RouterMiddleware {
                 let authenticated = try await self.apiKeys.authenticate(bearer: parts[1].trimmingCharacters(in: .whitespaces))
             else { throw APIAuthError.invalidKey() }
             if let wait = self.limiter.take([("api-key:\(authenticated.key.id!)", self.keyRateLimit)]) {
-                let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+                let seconds = wait.retryAfterSeconds
                 throw WebError(
                     .tooManyRequests, code: "rate_limited",
                     message: "This API key has made too many requests. Wait \(seconds) s (see Retry-After) and try again.",

@@ -234,11 +234,14 @@ struct GenerationAPIController {
     @Sendable func quote(_ request: Request, context: APIContext) async throws -> QuoteView {
         let caller = try context.require(anyOf: [.generate, .read])
         let body = try await APIController.decode(QuoteRequest.self, from: request, context: context)
-        let ids = body.referenceUploadIds ?? Array(repeating: 0, count: min(max(body.referenceCount ?? 0, 0), 64)).enumerated().map { Int64(-$0.offset - 1) }
         let quote: PriceTable.Quote
         do {
             quote = try self.generation.quote(
-                GenerationRequest(prompt: body.prompt ?? "quote", model: body.model, size: body.size, quality: body.quality, n: body.n, referenceUploadIDs: ids)
+                GenerationRequest(
+                    prompt: body.prompt ?? "quote", model: body.model, size: body.size, quality: body.quality, n: body.n,
+                    referenceUploadIDs: body.referenceUploadIds
+                ),
+                referenceCount: body.referenceUploadIds == nil ? body.referenceCount : nil
             )
         } catch {
             throw Self.webError(error)
@@ -543,7 +546,7 @@ struct GenerationAPIController {
         case .invalid:
             return WebError(.unprocessableContent, code: "invalid_field", message: error.message)
         case .rateLimited, .tooManyActiveTasks:
-            let seconds = error.retryAfter.map { max(1, Int($0.components.seconds) + ($0.components.attoseconds > 0 ? 1 : 0)) } ?? 5
+            let seconds = error.retryAfter?.retryAfterSeconds ?? 5
             return WebError(.tooManyRequests, code: error.kind.rawValue, message: error.message, headers: [.retryAfter: String(seconds)])
         case .insufficientCredits:
             return WebError(.init(code: 402, reasonPhrase: "Payment Required"), code: "insufficient_credits", message: error.message + " Buy credits or ask an admin for more.")

@@ -206,9 +206,8 @@ struct StudioController {
         let quality = form.quality.flatMap { settings.qualities.contains($0) ? $0 : nil } ?? settings.qualities[0]
         let count = form.n.flatMap { (1...settings.maximumCount).contains($0) ? $0 : nil } ?? 1
         let balance = try await self.database.creditBalance(userID: context.user.id!)
-        let placeholders = form.refs.indices.map { Int64(-$0 - 1) }
         let credits = (try? self.generation.quote(
-            GenerationRequest(prompt: "quote", model: model, size: size, quality: quality, n: count, referenceUploadIDs: placeholders)
+            GenerationRequest(prompt: "quote", model: model, size: size, quality: quality, n: count), referenceCount: form.refs.count
         ))?.credits ?? 0
         let uploadMB = max(1, settings.uploadMaximumBytes / 1_048_576)
         return CreatePage(
@@ -264,7 +263,7 @@ struct StudioController {
             let (message, status): (String, HTTPResponse.Status) =
                 switch error.kind {
                 case .rateLimited, .tooManyActiveTasks:
-                    (self.views.text("studio.wait", ["time": self.views.duration(seconds: Self.seconds(error.retryAfter ?? .seconds(5)), context)], context), .tooManyRequests)
+                    (self.views.text("studio.wait", ["time": self.views.duration(seconds: (error.retryAfter ?? .seconds(5)).retryAfterSeconds, context)], context), .tooManyRequests)
                 case .insufficientCredits: (self.views.text("create.insufficient", [:], context) + " " + error.message, .init(code: 402, reasonPhrase: "Payment Required"))
                 default: (error.message, .unprocessableContent)
                 }
@@ -478,10 +477,6 @@ struct StudioController {
     /// "+50", "−4" (a real minus sign), "0".
     static func signed(_ amount: Int) -> String {
         amount > 0 ? "+\(amount)" : amount < 0 ? "\u{2212}\(-amount)" : "0"
-    }
-
-    static func seconds(_ duration: Duration) -> Int {
-        max(1, Int(duration.components.seconds) + (duration.components.attoseconds > 0 ? 1 : 0))
     }
 
     static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
