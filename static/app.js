@@ -206,6 +206,11 @@ document.documentElement.classList.add("js");
     card.id = `task-${task.id}`;
     card.dataset.id = task.id;
     card.dataset.status = task.status;
+    const owner = field(card, "owner");
+    if (owner) {
+      owner.textContent = task.owner_email || "";
+      owner.hidden = !owner.textContent;
+    }
     const badge = field(card, "status");
     badge.textContent = statusText(task.status);
     badge.className = `badge status ${statusClass(task.status)}`;

@@ -26,4 +26,34 @@ struct BrowserTests {
         #expect(result.status == 0, "browser steps:\n\(result.stdout)\n\(result.stderr)\nserver log:\n\(server.log.suffix(3000))")
         #expect(result.stdout.contains("10-signed-in-with-code"))
     }
+
+    @Test("Sign up, generate with the demo provider, watch the progress, see the image in the gallery, delete it")
+    func generateWithDemo() async throws {
+        let folder = try TemporaryDirectory("easel-browser")
+        defer { folder.remove() }
+        let port = try FreePort.find()
+        let server = try await RunningServer.start(
+            executable: Checkout.productsFolder.appending(path: "easel"),
+            environment: [
+                "EASEL_PORT": String(port), "EASEL_PUBLIC_URL": "http://localhost:\(port)", "EASEL_BACKUP_INTERVAL": "off",
+                // Long enough for the progress bar to be seen moving.
+                "EASEL_PROVIDER": "demo", "EASEL_DEMO_LATENCY_MS": "2500",
+            ],
+            in: folder.url
+        )
+        defer { server.stopBlocking() }
+        let shots = folder.url.appending(path: "screenshots")
+        try FileManager.default.createDirectory(at: shots, withIntermediateDirectories: true)
+        let result = try await ChildProcess.run(
+            Checkout.venv.appending(path: "bin/python"),
+            [Checkout.root.appending(path: "Tests/browser/generate.py").path, "http://localhost:\(server.port)", shots.path]
+        )
+        #expect(result.status == 0, "browser steps:\n\(result.stdout)\n\(result.stderr)\nserver log:\n\(server.log.suffix(3000))")
+        #expect(result.stdout.contains("08-empty-gallery"))
+        // Nothing is left of the deleted image on disk: only the folders it was in.
+        let images = folder.url.appending(path: "data/blobs/images")
+        let files = FileManager.default.enumerator(at: images, includingPropertiesForKeys: [.isRegularFileKey])?.compactMap { $0 as? URL }
+            .filter { (try? $0.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true } ?? []
+        #expect(files.isEmpty, "\(files)")
+    }
 }

@@ -267,6 +267,10 @@ struct GenerationAPITests {
                 #expect(response.status == .unprocessableContent, "\(body)")
                 #expect(try self.api.error(response).message.contains(word), "\(body): \(response.text)")
             }
+            // More reference images than a task may carry: the quote says so too.
+            let quote = try await self.post(client, "/api/v1/quote", key: key, json: #"{"size":"1024x1024","reference_count":17}"#)
+            #expect(quote.status == .unprocessableContent)
+            #expect(try self.api.error(quote).message.contains("16"), "\(quote.text)")
             #expect(try await services.database.creditBalance(userID: user.id!) == 50)
         }
     }

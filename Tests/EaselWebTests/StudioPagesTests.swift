@@ -42,8 +42,8 @@ struct StudioPagesTests {
         try #require(try JSONSerialization.jsonObject(with: Data(response.text.utf8)) as? [String: Any], "not a JSON object: \(response.text)")
     }
 
-    /// Submits a task as the Create page's script does, then polls until it has finished.
-    func generate(_ browser: Browser, token: String, prompt: String, key: String = UUID().uuidString) async throws -> [String: Any] {
+    /// Submits a task as the Create page's script does, then (unless told not to) polls until it has finished.
+    func generate(_ browser: Browser, token: String, prompt: String, key: String = UUID().uuidString, waitUntilFinished: Bool = true) async throws -> [String: Any] {
         let body = #"{"prompt":"\#(prompt)","model":"gpt-image-1-mini","size":"1024x1024","quality":"low","n":1,"reference_upload_ids":[]}"#
         let submitted = try await browser.send(
             "/api/v1/generations", method: .post,
@@ -53,6 +53,7 @@ struct StudioPagesTests {
         )
         #expect(submitted.status == .accepted, "\(submitted.text)")
         let id = try #require(try self.json(submitted)["id"] as? Int)
+        if !waitUntilFinished { return try self.json(submitted) }
         for _ in 0..<400 {
             let task = try self.json(try await browser.get("/api/v1/generations/\(id)"))
             if let status = task["status"] as? String, ["succeeded", "failed", "canceled"].contains(status) { return task }
@@ -165,11 +166,15 @@ struct StudioPagesTests {
 
     @Test("Admins can see everyone's tasks, failures first; members cannot")
     func everyone() async throws {
-        try await withTestApp(Self.settings) { services, client in
+        // Slow enough that a task is still unfinished when the test fails it.
+        try await withTestApp(["EASEL_PROVIDER": "demo", "EASEL_DEMO_LATENCY_MS": "60000"]) { services, client in
             let (admin, _) = try await self.signedIn(services, client, email: "admin@example.org")
             let (member, _) = try await self.signedIn(services, client, email: "bo@example.org")
-            let task = try await self.generate(member, token: try self.pageToken(try await member.get("/create")), prompt: "A member's lighthouse")
+            let task = try await self.generate(member, token: try self.pageToken(try await member.get("/create")), prompt: "A member's lighthouse", waitUntilFinished: false)
             let taskID = try #require(task["id"] as? Int)
+            let failing = try await self.generate(member, token: try self.pageToken(try await member.get("/create")), prompt: "A member's storm", waitUntilFinished: false)
+            let failedID = try #require(failing["id"] as? Int)
+            _ = try #require(try await services.database.failGenerationTask(taskID: Int64(failedID), code: "provider_down", message: "The image service is down."))
 
             let mine = try await admin.get("/activity")
             #expect(mine.text.contains("class=\"segmented\""))
@@ -177,11 +182,26 @@ struct StudioPagesTests {
             let all = try await admin.get("/activity?all=1")
             let html = all.text
             let failures = try #require(html.range(of: "<h2>Failures</h2>"))
-            let tasks = try #require(html.range(of: "<h2>All tasks</h2>"))
+            let tasks = try #require(html.range(of: "<h2>Everything else</h2>"))
             #expect(failures.lowerBound < tasks.lowerBound)
-            #expect(html.contains("Nothing has failed."))
-            #expect(html.contains("id=\"task-\(taskID)\""))
+            // The failed task is listed once, among the failures, and every card says whose it is.
+            #expect(html.components(separatedBy: "id=\"task-\(failedID)\"").count == 2)
+            let failedCard = try #require(html.range(of: "id=\"task-\(failedID)\""))
+            #expect(failedCard.lowerBound < tasks.lowerBound)
+            let card = try #require(html.range(of: "id=\"task-\(taskID)\""))
+            #expect(card.lowerBound > tasks.lowerBound)
+            #expect(html.components(separatedBy: "data-f=\"owner\">bo@example.org</p>").count == 3)
+            #expect(html.contains("The image service is down."))
             #expect(html.contains("data-api=\"/api/v1/generations?all=1&amp;status=failed&amp;limit=30\""))
+            #expect(html.contains("data-api=\"/api/v1/generations?all=1&amp;exclude_status=failed&amp;limit=30\""))
+
+            // The feeds' next pages through the API: the same split, with the owner's address.
+            let others = try JSONSerialization.jsonObject(with: Data((try await admin.get("/api/v1/generations?all=1&exclude_status=failed")).text.utf8)) as? [String: Any]
+            let rows = try #require(others?["tasks"] as? [[String: Any]])
+            #expect(rows.map { $0["id"] as? Int } == [taskID])
+            #expect(rows.first?["owner_email"] as? String == "bo@example.org")
+            let own = try JSONSerialization.jsonObject(with: Data((try await member.get("/api/v1/generations")).text.utf8)) as? [String: Any]
+            #expect((own?["tasks"] as? [[String: Any]])?.allSatisfy { $0["owner_email"] == nil } == true)
 
             let refused = try await member.get("/activity?all=1")
             #expect(refused.status == .ok)
@@ -302,7 +322,7 @@ struct StudioPagesTests {
         keys.formUnion(["low", "medium", "high", "auto"].map { "studio.quality_\($0)" })
         keys.formUnion([
             "create.title", "create.references_hint", "create.price_one", "create.price_other", "create.unaffordable", "create.insufficient",
-            "activity.title", "activity.failures", "activity.all_tasks", "activity.empty", "activity.empty_everyone", "activity.empty_filtered",
+            "activity.title", "activity.failures", "activity.all_tasks", "activity.other_tasks", "activity.empty", "activity.empty_everyone", "activity.empty_filtered",
             "activity.no_failures", "activity.notice_submitted", "activity.notice_canceled", "activity.error_no_task", "studio.wait",
             "studio.credits_reserved", "studio.credits_charged", "studio.images_one", "studio.images_other", "studio.took", "studio.size_auto",
             "gallery.title", "gallery.empty", "gallery.empty_more", "credits.title", "credits.unit_one", "credits.unit_other", "credits.empty",

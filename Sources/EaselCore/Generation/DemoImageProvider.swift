@@ -2,6 +2,7 @@ import Crypto
 import EaselImages
 import EaselIntegrations
 import Foundation
+import ServiceLifecycle
 
 /// The offline provider (`EASEL_PROVIDER=demo`, the default without a provider key): draws a
 /// picture determined by the prompt and options, at the size asked for, after a simulated
@@ -21,7 +22,8 @@ public struct DemoImageProvider: Sendable {
         if self.latency > .zero {
             for step in 1...steps {
                 do {
-                    try await Task.sleep(for: self.latency / steps)
+                    // Pretend work need not hold up a shutdown: the task is simply resumed at the next start.
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.latency / steps) }
                 } catch {
                     throw ProviderError(.unavailable, "the demo generation was interrupted")
                 }

@@ -223,8 +223,12 @@ public struct GenerationService: Sendable {
         return task
     }
 
-    public func tasks(viewer: Viewer, everyone: Bool = false, before: Int64? = nil, limit: Int = 50, status: GenerationTask.Status? = nil) async throws -> [GenerationTask] {
-        try await self.database.generationTasks(userID: everyone && viewer.isAdmin ? nil : viewer.userID, before: before, limit: min(max(limit, 1), 100), status: status)
+    public func tasks(
+        viewer: Viewer, everyone: Bool = false, before: Int64? = nil, limit: Int = 50, status: GenerationTask.Status? = nil, excluding excludedStatus: GenerationTask.Status? = nil
+    ) async throws -> [GenerationTask] {
+        try await self.database.generationTasks(
+            userID: everyone && viewer.isAdmin ? nil : viewer.userID, before: before, limit: min(max(limit, 1), 100), status: status, excluding: excludedStatus
+        )
     }
 
     /// Cancels a task that has not finished and refunds it; nil when there is no such task of

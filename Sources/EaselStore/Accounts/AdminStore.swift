@@ -21,6 +21,15 @@ extension AppDatabase {
         }
     }
 
+    /// Email addresses by user id, for admin lists that show whose a row is.
+    public func emails(userIDs: Set<Int64>) async throws -> [Int64: String] {
+        guard !userIDs.isEmpty else { return [:] }
+        return try await self.writer.read { db in
+            let rows = try Row.fetchAll(db, User.select(Column("id"), Column("email")).filter(userIDs.contains(Column("id"))))
+            return Dictionary(rows.map { ($0["id"] as Int64, $0["email"] as String) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
     /// Suspends (signing them out everywhere) or restores an account.
     public func setStatus(_ status: User.Status, userID: Int64, by adminID: Int64, now: Date = Date()) async throws {
         try await self.writer.write { db in

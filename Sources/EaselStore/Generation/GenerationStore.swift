@@ -299,11 +299,14 @@ extension AppDatabase {
 
     /// Newest first, keyset-paged by id; all people's when `userID` is nil (admins), with
     /// failures first when `failuresFirst`.
-    public func generationTasks(userID: Int64?, before: Int64? = nil, limit: Int = 50, status: GenerationTask.Status? = nil) async throws -> [GenerationTask] {
+    public func generationTasks(
+        userID: Int64?, before: Int64? = nil, limit: Int = 50, status: GenerationTask.Status? = nil, excluding excludedStatus: GenerationTask.Status? = nil
+    ) async throws -> [GenerationTask] {
         try await self.writer.read { db in
             var request = GenerationTask.all()
             if let userID { request = request.filter(GenerationTask.Columns.userID == userID) }
             if let status { request = request.filter(GenerationTask.Columns.status == status.rawValue) }
+            if let excludedStatus { request = request.filter(GenerationTask.Columns.status != excludedStatus.rawValue) }
             if let before { request = request.filter(GenerationTask.Columns.id < before) }
             return try request.order(GenerationTask.Columns.id.desc).limit(limit).fetchAll(db)
         }

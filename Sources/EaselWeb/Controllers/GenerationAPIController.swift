@@ -51,6 +51,9 @@ struct GenerationAPIController {
         }
 
         var id: Int64
+        var userId: Int64
+        /// Only in admins' listings of everyone's tasks.
+        var ownerEmail: String?
         var status: String
         var progress: Int
         var prompt: String
@@ -72,6 +75,7 @@ struct GenerationAPIController {
 
         init(_ task: GenerationTask, images: [StoredImage]) {
             self.id = task.id!
+            self.userId = task.userID
             self.status = task.status.rawValue
             self.progress = task.progress
             self.prompt = task.prompt
@@ -95,7 +99,7 @@ struct GenerationAPIController {
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, status, progress, prompt, model, size, quality, n, referenceCount, provider, credits, failure, note
+            case id, userId, ownerEmail, status, progress, prompt, model, size, quality, n, referenceCount, provider, credits, failure, note
             case createdAt, startedAt, finishedAt, durationSeconds, images
         }
 
@@ -103,6 +107,8 @@ struct GenerationAPIController {
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(self.id, forKey: .id)
+            try c.encode(self.userId, forKey: .userId)
+            try c.encodeIfPresent(self.ownerEmail, forKey: .ownerEmail)
             try c.encode(self.status, forKey: .status)
             try c.encode(self.progress, forKey: .progress)
             try c.encode(self.prompt, forKey: .prompt)
@@ -295,10 +301,22 @@ struct GenerationAPIController {
             }
             status = parsed
         }
-        let tasks = try await self.generation.tasks(viewer: caller.viewer, everyone: everyone, before: before, limit: limit, status: status)
+        var excluded: GenerationTask.Status?
+        if let raw = request.uri.queryParameters["exclude_status"] {
+            guard let parsed = GenerationTask.Status(rawValue: String(raw)) else {
+                throw APIController.invalid("exclude_status", "exclude_status must be one of: queued, running, succeeded, failed, canceled.")
+            }
+            excluded = parsed
+        }
+        let tasks = try await self.generation.tasks(viewer: caller.viewer, everyone: everyone, before: before, limit: limit, status: status, excluding: excluded)
         let images = Dictionary(grouping: try await self.database.images(taskIDs: tasks.compactMap(\.id)), by: { $0.taskID! })
+        let owners = everyone ? try await self.database.emails(userIDs: Set(tasks.map(\.userID))) : [:]
         return TaskList(
-            tasks: tasks.map { TaskView($0, images: images[$0.id!] ?? []) },
+            tasks: tasks.map { task in
+                var view = TaskView(task, images: images[task.id!] ?? [])
+                view.ownerEmail = owners[task.userID]
+                return view
+            },
             nextBefore: tasks.count == limit ? tasks.last?.id : nil
         )
     }

@@ -56,6 +56,8 @@ struct StudioController {
 
     struct TaskRow: Sendable {
         var id: Int64
+        /// Whose task, in admins' view of everyone's.
+        var owner: String?
         var status: String
         var statusLabel: String
         var statusClass: String
@@ -289,8 +291,10 @@ struct StudioController {
                 try await self.taskFeed(viewer: viewer, everyone: true, status: .failed, before: nil, heading: self.views.text("activity.failures", [:], context),
                                         empty: self.views.text("activity.no_failures", [:], context), context: context)
             )
+            // The failures above are not repeated below.
             feeds.append(
-                try await self.taskFeed(viewer: viewer, everyone: true, status: nil, before: nil, heading: self.views.text("activity.all_tasks", [:], context),
+                try await self.taskFeed(viewer: viewer, everyone: true, status: nil, excluding: .failed, before: nil,
+                                        heading: self.views.text("activity.other_tasks", [:], context),
                                         empty: self.views.text("activity.empty_everyone", [:], context), context: context)
             )
         } else {
@@ -319,26 +323,28 @@ struct StudioController {
     }
 
     func taskFeed(
-        viewer: Viewer, everyone: Bool, status: GenerationTask.Status?, before: Int64?, heading: String?, empty: String, showCreate: Bool = false,
-        context: SignedInContext
+        viewer: Viewer, everyone: Bool, status: GenerationTask.Status?, excluding excluded: GenerationTask.Status? = nil, before: Int64?, heading: String?,
+        empty: String, showCreate: Bool = false, context: SignedInContext
     ) async throws -> Feed<TaskRow> {
-        let tasks = try await self.generation.tasks(viewer: viewer, everyone: everyone, before: before, limit: Self.pageSize, status: status)
+        let tasks = try await self.generation.tasks(viewer: viewer, everyone: everyone, before: before, limit: Self.pageSize, status: status, excluding: excluded)
         let images = Dictionary(grouping: try await self.database.images(taskIDs: tasks.compactMap(\.id)), by: { $0.taskID ?? 0 })
+        let owners = everyone ? try await self.database.emails(userIDs: Set(tasks.map(\.userID))) : [:]
         var parameters: [(String, String)] = []
         if everyone { parameters.append(("all", "1")) }
         if let status { parameters.append(("status", status.rawValue)) }
+        if let excluded { parameters.append(("exclude_status", excluded.rawValue)) }
         let next = tasks.count == Self.pageSize ? tasks.last?.id : nil
         return Feed(
             heading: heading,
             api: "/api/v1/generations?" + Self.query(parameters + [("limit", String(Self.pageSize))]),
-            rows: tasks.map { self.taskRow($0, images: images[$0.id!] ?? [], context) },
+            rows: tasks.map { self.taskRow($0, images: images[$0.id!] ?? [], owner: owners[$0.userID], context) },
             next: next,
             moreURL: next.map { "/activity?" + Self.query(parameters + [("before", String($0))]) },
             empty: empty, showCreate: showCreate
         )
     }
 
-    func taskRow(_ task: GenerationTask, images: [StoredImage], _ context: SignedInContext) -> TaskRow {
+    func taskRow(_ task: GenerationTask, images: [StoredImage], owner: String? = nil, _ context: SignedInContext) -> TaskRow {
         let credits: String =
             if !task.status.isFinished {
                 self.views.text("studio.credits_reserved", ["credits": String(task.creditsReserved)], context)
@@ -347,6 +353,7 @@ struct StudioController {
             }
         return TaskRow(
             id: task.id!,
+            owner: owner,
             status: task.status.rawValue,
             statusLabel: self.views.text("studio.status_\(task.status.rawValue)", [:], context),
             statusClass: Self.statusClass(task.status),
