@@ -21,6 +21,8 @@ public struct AppServices: Sendable {
     public let accounts: AccountService
     public let twoFactor: TwoFactorService
     public let apiKeys: APIKeyService
+    /// Profile pictures: uploads, and the provider's picture at a first sign-in.
+    public let avatars: AvatarService
     /// Nil when no OpenID Connect client is configured.
     public let externalSignIn: ExternalSignIn?
     public let mailer: MailDispatcher
@@ -70,6 +72,18 @@ public struct AppServices: Sendable {
         )
         let twoFactor = TwoFactorService(database: database, mails: mails, issuer: config.siteName)
         let apiKeys = APIKeyService(database: database)
+        let images = ImageLibrary()
+        let avatars = AvatarService(
+            database: database, blobs: blobs, images: images,
+            fetcher: GuardedFetcher(
+                policy: FetchPolicy(
+                    maximumBytes: AvatarService.maximumUploadBytes, timeout: min(config.generation.fetchTimeout, AvatarService.fetchTimeout),
+                    allowedHosts: Set(config.generation.fetchAllowHosts)
+                ),
+                logger: logger.with(label: "easel.fetch")
+            ),
+            logger: logger.with(label: "easel.avatars")
+        )
         var externalSignIn: ExternalSignIn?
         if let oidc = config.oidc {
             let client = try OIDCClient(
@@ -82,7 +96,8 @@ public struct AppServices: Sendable {
                 httpClient: httpClient, logger: logger.with(label: "easel.oidc")
             )
             externalSignIn = ExternalSignIn(
-                buttonLabel: oidc.buttonLabel, client: client, database: database, settings: accountSettings, logger: logger.with(label: "easel.oidc")
+                buttonLabel: oidc.buttonLabel, client: client, database: database, settings: accountSettings, avatars: avatars,
+                logger: logger.with(label: "easel.oidc")
             )
         }
         let mailer = MailDispatcher(
@@ -98,7 +113,6 @@ public struct AppServices: Sendable {
         }
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
 
-        let images = ImageLibrary()
         let events = TaskEvents()
         let generationSettings = Self.generationSettings(config)
         let callbackSigner = SignedValue(secret: secretKey, purpose: "easel provider callback v1")
@@ -123,7 +137,7 @@ public struct AppServices: Sendable {
         )
         return AppServices(
             config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
-            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger,
+            backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, avatars: avatars, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger,
             localizer: localizer, generation: generation, dispatcher: dispatcher, callbackSigner: callbackSigner,
             apiKeyRateLimit: RateLimiter.Rule(capacity: config.generation.apiKeyPerMinute, per: .seconds(60))
         )

@@ -38,6 +38,7 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
     )
     dependencies.trustedProxies = try TrustedProxies(config.trustedProxies)
     dependencies.generation = services.generation
+    dependencies.avatars = services.avatars
     dependencies.callbackSigner = services.callbackSigner
     dependencies.wakeDispatcher = { [dispatcher = services.dispatcher] in dispatcher.wake() }
     dependencies.apiKeyRateLimit = services.apiKeyRateLimit

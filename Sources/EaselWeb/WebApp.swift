@@ -3,6 +3,7 @@ import EaselCore
 import EaselStore
 import Foundation
 import Hummingbird
+import Logging
 
 /// What the web layer needs from the rest of the app, passed in by the composition root.
 public struct WebDependencies: Sendable {
@@ -37,6 +38,8 @@ public struct WebDependencies: Sendable {
     public var wakeDispatcher: @Sendable () -> Void = {}
     /// Requests per API key per period (EASEL_API_KEY_RATE).
     public var apiKeyRateLimit = RateLimiter.Rule(capacity: 600, per: .seconds(60))
+    /// Profile pictures; nil makes one without a fetcher (some tests of other parts).
+    public var avatars: AvatarService?
 
     public init(
         siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
@@ -83,7 +86,8 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     // Again inside the session, so error pages of signed-in people use their profile's
     // language; the outer one still catches failures of the session lookup itself.
     router.add(middleware: ErrorMiddleware(views: views))
-    router.add(middleware: CSRFMiddleware(publicOrigin: origin(of: dependencies.publicURL)))
+    // A multipart form (the avatar upload) is read whole to find its token: cap it there.
+    router.add(middleware: CSRFMiddleware(publicOrigin: origin(of: dependencies.publicURL), multipartLimit: ProfileController.uploadBodyLimit))
 
     HealthController(checks: dependencies.readinessChecks, timeout: .seconds(5)).addRoutes(to: router)
     StaticController(assets: dependencies.assets).addRoutes(to: router)
@@ -108,8 +112,11 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
         ).addRoutes(to: router)
     }
     SettingsController(database: dependencies.database, views: views).addRoutes(to: router)
-    ProfileController(accounts: dependencies.accounts, database: dependencies.database, views: views, mailQueued: dependencies.mailQueued)
-        .addRoutes(to: router)
+    ProfileController(
+        accounts: dependencies.accounts, database: dependencies.database, views: views, mailQueued: dependencies.mailQueued,
+        avatars: dependencies.avatars ?? AvatarService(database: dependencies.database, blobs: dependencies.blobs, logger: Logger(label: "easel.avatars")),
+        blobs: dependencies.blobs
+    ).addRoutes(to: router)
     InvitationsController(database: dependencies.database, accounts: dependencies.accounts, views: views, mailQueued: dependencies.mailQueued)
         .addRoutes(to: router)
     AdminUsersController(

@@ -27,6 +27,10 @@ public final class OIDCIssuerPeer: Sendable {
     public static let testName = "Ada Lovelace"
     public static let testPicture = URL(string: "https://images.example.test/ada.png")!
 
+    /// A 64 x 48 PNG (with a tEXt comment "secret-provider-metadata") the peer serves itself,
+    /// on loopback: a picture claim for the guarded fetcher to take or refuse.
+    public var servedPictureURL: URL { self.issuer.appending(path: "picture.png") }
+
     private let peer: PythonPeer
     private let logger: Logger
 
@@ -68,6 +72,8 @@ public final class OIDCIssuerPeer: Sendable {
         public var jwks: Int
         public var authorize: Int
         public var token: Int
+        /// GET /picture.png
+        public var picture: Int
     }
 
     /// Starts the peer and waits (up to `timeout`) for it to say where it listens.
@@ -148,6 +154,11 @@ public final class OIDCIssuerPeer: Sendable {
     /// `seconds` before it is answered.
     public func stallNextRequest(path: String, seconds: Double) async throws {
         _ = try await self.command(["command": "stall_next", "path": path, "seconds": seconds])
+    }
+
+    /// The `picture` claim of the ID tokens issued from now on; nil restores `testPicture`.
+    public func setPicture(_ url: URL?) async throws {
+        _ = try await self.command(["command": "set_picture", "url": url?.absoluteString ?? NSNull()])
     }
 
     public func requestCounts() async throws -> RequestCounts {

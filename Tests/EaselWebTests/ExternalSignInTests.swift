@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import EaselApp
+import EaselBlobs
 import EaselCore
+import EaselImages
 import EaselStore
 import EaselTestSupport
 import Foundation
@@ -8,6 +10,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 import Testing
 
@@ -16,14 +19,14 @@ import Testing
 struct ExternalSignInTests {
     static let publicURL = "https://easel.test"
 
-    func withIssuer(_ body: @Sendable (OIDCIssuerPeer, AppServices, Browser) async throws -> Void) async throws {
+    func withIssuer(_ settings: [String: String] = [:], _ body: @Sendable (OIDCIssuerPeer, AppServices, Browser) async throws -> Void) async throws {
         let issuer = try await OIDCIssuerPeer.start()
         do {
             #expect(issuer.redirectURI.absoluteString == Self.publicURL + "/auth/oidc/callback")
             try await withTestApp([
                 "EASEL_PUBLIC_URL": Self.publicURL, "EASEL_OIDC_ISSUER": issuer.issuer.absoluteString,
                 "EASEL_OIDC_CLIENT_ID": issuer.clientID, "EASEL_OIDC_CLIENT_SECRET": issuer.clientSecret,
-            ]) { services, client in
+            ].merging(settings) { _, given in given }) { services, client in
                 let browser = Browser(client)
                 browser.origin = Self.publicURL
                 try await body(issuer, services, browser)
@@ -91,6 +94,49 @@ struct ExternalSignInTests {
             let again = try await later.get(try await self.roundTrip(later))
             #expect(again.headers[.location] == "/account")
             #expect(later.cookies["__Host-easel_session"] != nil)
+        }
+    }
+
+    /// Goes through a first sign-in up to the new account; returns it.
+    func createAccount(_ browser: Browser, _ services: AppServices) async throws -> User {
+        let callback = try await browser.get(try await self.roundTrip(browser))
+        #expect(callback.headers[.location] == "/auth/oidc/welcome")
+        let created = try await browser.post("/auth/oidc/create", ["age": "on", "terms": "on"], csrf: self.csrf(browser))
+        #expect(created.status == .seeOther)
+        #expect(created.headers[.location] == "/account")
+        #expect(browser.cookies["__Host-easel_session"] != nil, "signed in")
+        return try #require(try await services.database.user(email: OIDCIssuerPeer.testEmail))
+    }
+
+    @Test("A first sign-in keeps the provider's picture, fetched from an allowed host, as a clean WebP avatar")
+    func firstSignInKeepsPicture() async throws {
+        try await self.withIssuer(["EASEL_FETCH_ALLOW_HOSTS": "127.0.0.1"]) { issuer, services, browser in
+            try await issuer.setPicture(issuer.servedPictureURL)
+            let user = try await self.createAccount(browser, services)
+            let key = try #require(user.avatarKey)
+            #expect(key.hasPrefix(AvatarService.keyPrefix(userID: user.id!)))
+            #expect(try await issuer.requestCounts().picture == 1)
+            let served = try await browser.get("/avatars/\(user.id!)")
+            #expect(served.status == .ok)
+            let bytes = Data(buffer: served.body)
+            #expect(ImageLibrary.sniffFormat(bytes) == .webp)
+            #expect(bytes.range(of: Data("secret-provider-metadata".utf8)) == nil)
+        }
+    }
+
+    @Test(
+        "A provider picture that cannot be had (refused loopback address, or 404) leaves the new account without an avatar",
+        arguments: [("", "picture.png"), ("127.0.0.1", "no-such-picture.png")]
+    )
+    func pictureFailureDoesNotStopSignIn(allowHosts: String, path: String) async throws {
+        try await self.withIssuer(["EASEL_FETCH_ALLOW_HOSTS": allowHosts]) { issuer, services, browser in
+            try await issuer.setPicture(issuer.issuer.appending(path: path))
+            let user = try await self.createAccount(browser, services)
+            #expect(user.avatarKey == nil)
+            #expect(try await services.blobs.list(prefix: AvatarService.keyPrefix(userID: user.id!)).isEmpty)
+            // A refused address is never connected to; a missing picture is not the served one.
+            #expect(try await issuer.requestCounts().picture == 0)
+            #expect(try await browser.get("/account").status == .ok)
         }
     }
 

@@ -9,6 +9,8 @@ It serves what a relying party uses:
                                           60 s), redirect_uri and the PKCE verifier; answers with
                                           an RS256 ID token carrying nonce, email, email_verified,
                                           name and picture
+- GET  /picture.png                       a small PNG (with a tEXt comment), for picture claims
+                                          that point back here
 
 At start it prints ONE JSON line to stdout:
 
@@ -26,6 +28,8 @@ Each line on stdin is a JSON command, answered with one JSON line ({"ok": true, 
                                           token endpoint then accepts only these
 - {"command": "set_jwks_max_age", "seconds": N}
 - {"command": "stall_next", "path": P, "seconds": S}  the next request for path P waits S seconds
+- {"command": "set_picture", "url": U}   the picture claim of the next ID tokens (null restores
+                                          the default, https://images.example.test/ada.png)
 - {"command": "stats"}                    how many requests each endpoint has answered
 """
 
@@ -39,6 +43,8 @@ import secrets
 import sys
 import threading
 import time
+import struct
+import zlib
 from urllib.parse import unquote, urlencode
 
 from flask import Flask, jsonify, request
@@ -89,6 +95,25 @@ def handmade_token(header, claims, secret=None):
     return signing_input + "." + b64url(signature)
 
 
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def picture_png(width=64, height=48):
+    """An RGB gradient with a tEXt chunk, so a test can see the metadata is gone after import."""
+    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in (x * 4 % 256, y * 5 % 256, 128)) for y in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + png_chunk(b"tEXt", b"Comment\x00secret-provider-metadata")
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+PICTURE = picture_png()
+
+
 def new_key(kid):
     return RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"}, private=True)
 
@@ -107,8 +132,9 @@ class Issuer:
         self.auth_methods = ["client_secret_basic", "client_secret_post"]
         self.jwks_max_age = 3600
         self.stalls = {}  # path -> seconds
+        self.picture = TEST_USER["picture"]
         self.stop = threading.Event()
-        self.counts = {"discovery": 0, "jwks": 0, "authorize": 0, "token": 0}
+        self.counts = {"discovery": 0, "jwks": 0, "authorize": 0, "token": 0, "picture": 0}
 
     # Commands from stdin.
 
@@ -138,6 +164,9 @@ class Issuer:
                 return {}
             if name == "stall_next":
                 self.stalls[str(command["path"])] = float(command["seconds"])
+                return {}
+            if name == "set_picture":
+                self.picture = command.get("url") or TEST_USER["picture"]
                 return {}
             if name == "stats":
                 return dict(self.counts)
@@ -182,6 +211,7 @@ class Issuer:
     def new_code(self, nonce, challenge, redirect_uri, login_hint):
         code = secrets.token_urlsafe(24)
         user = dict(TEST_USER)
+        user["picture"] = self.picture
         if login_hint:
             user["email"] = login_hint
         with self.lock:
@@ -347,6 +377,11 @@ def create_app(issuer):
         if "state" in args:
             query["state"] = args["state"]
         return ("", 302, {"Location": f"{REDIRECT_URI}?{urlencode(query)}"})
+
+    @app.get("/picture.png")
+    def picture():
+        issuer.count("picture")
+        return (PICTURE, 200, {"Content-Type": "image/png"})
 
     @app.post("/token")
     def token():

@@ -20,6 +20,8 @@ public struct ExternalSignIn: Sendable {
         public var subject: String
         public var email: String
         public var name: String
+        /// The provider's `picture` claim, fetched once the account exists.
+        public var pictureURL: URL?
     }
 
     /// What the browser keeps between leaving for the provider and coming back.
@@ -43,13 +45,18 @@ public struct ExternalSignIn: Sendable {
     private let client: OIDCClient
     private let database: AppDatabase
     private let settings: AccountService.Settings
+    /// Keeps the provider's picture of a new account; nil skips it.
+    private let avatars: AvatarService?
     private let logger: Logger
 
-    public init(buttonLabel: String, client: OIDCClient, database: AppDatabase, settings: AccountService.Settings, logger: Logger) {
+    public init(
+        buttonLabel: String, client: OIDCClient, database: AppDatabase, settings: AccountService.Settings, avatars: AvatarService? = nil, logger: Logger
+    ) {
         self.buttonLabel = buttonLabel
         self.client = client
         self.database = database
         self.settings = settings
+        self.avatars = avatars
         self.logger = logger
     }
 
@@ -102,10 +109,19 @@ public struct ExternalSignIn: Sendable {
         if !self.settings.allowedDomains.isEmpty, let domain = email.split(separator: "@").last, !self.settings.allowedDomains.contains(String(domain)) {
             return .refused("Sign-up is limited to certain email domains on this server.")
         }
-        return .needsConsent(PendingAccount(issuer: identity.issuer, subject: identity.subject, email: email, name: String((identity.name ?? "").prefix(80))))
+        // Only a plausible web address goes into the cookie; the fetcher checks it again.
+        let picture = identity.pictureURL.flatMap { url in
+            ["http", "https"].contains(url.scheme?.lowercased()) && url.absoluteString.utf8.count <= 2048 ? url : nil
+        }
+        return .needsConsent(
+            PendingAccount(
+                issuer: identity.issuer, subject: identity.subject, email: email, name: String((identity.name ?? "").prefix(80)), pictureURL: picture
+            )
+        )
     }
 
-    /// Makes the account once the person confirmed their age and accepted the terms.
+    /// Makes the account once the person confirmed their age and accepted the terms, then
+    /// (outside any transaction) tries to keep the provider's picture as its avatar.
     public func createAccount(_ pending: PendingAccount) async throws -> User {
         let user = try await self.database.createAccount(
             NewAccount(
@@ -115,6 +131,9 @@ public struct ExternalSignIn: Sendable {
             issuer: pending.issuer, subject: pending.subject
         )
         self.logger.info("account created from a provider identity", metadata: ["user": "\(user.id ?? 0)", "issuer": "\(pending.issuer)"])
+        if let avatars = self.avatars, let url = pending.pictureURL, let id = user.id, await avatars.importPicture(userID: id, from: url) {
+            return try await self.database.user(id: id) ?? user
+        }
         return user
     }
 }

@@ -40,6 +40,8 @@ public struct NewEmailToken: Sendable {
 
 public enum AccountStoreError: Error, Equatable {
     case emailTaken
+    /// The account was deleted in the meantime.
+    case noSuchAccount
 }
 
 extension AppDatabase {

@@ -53,6 +53,17 @@ extension AppDatabase {
         }
     }
 
+    /// Points the account at a new avatar blob (or none) and returns the key it replaces, which
+    /// the caller deletes after the commit. Nil when there was none; throws when the account is gone.
+    @discardableResult
+    public func replaceAvatar(userID: Int64, key: String?, now: Date = Date()) async throws -> String? {
+        try await self.writer.write { db in
+            guard let user = try User.fetchOne(db, key: userID) else { throw AccountStoreError.noSuchAccount }
+            try User.filter(key: userID).updateAll(db, Column("avatar_key").set(to: key), Column("updated_at").set(to: now))
+            return user.avatarKey
+        }
+    }
+
     /// Sets a new password hash, optionally signing out every other session, and queues the notice.
     public func changePassword(userID: Int64, hash: String, keepingSession: Int64?, signOutOthers: Bool, mail: MailDraft, now: Date = Date()) async throws {
         try await self.writer.write { db in

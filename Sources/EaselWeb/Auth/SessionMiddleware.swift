@@ -3,6 +3,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import MultipartKit
+import NIOCore
 
 /// Finds the session named by the cookie and puts the signed-in person in the context. Also
 /// keeps the anonymous CSRF cookie for forms shown before sign-in.
@@ -45,11 +47,14 @@ struct SessionMiddleware: RouterMiddleware {
 }
 
 /// Refuses state-changing requests made with a cookie unless they carry the synchronizer
-/// token (form field `_csrf` or header `X-CSRF-Token`) and, when the browser sends one, an
-/// Origin matching the public URL. Requests with an API key (no cookie involved) pass.
+/// token (form field `_csrf`, URL-encoded or multipart, or header `X-CSRF-Token`) and, when the
+/// browser sends one, an Origin matching the public URL. Requests with an API key (no cookie
+/// involved) pass.
 struct CSRFMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let publicOrigin: String
+    /// The most a multipart form may hold: it is read whole to find its token.
+    var multipartLimit = 2 * 1_048_576
     static let formField = "_csrf"
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -70,6 +75,23 @@ struct CSRFMiddleware: RouterMiddleware {
         if sent == nil, request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true {
             let body = try await request.collectBody(upTo: context.maxUploadSize)
             sent = Self.formValue(Self.formField, in: String(buffer: body))
+        } else if sent == nil, let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("multipart/form-data"),
+            let boundary = GenerationAPIController.boundary(contentType)
+        {
+            let body: ByteBuffer
+            do {
+                body = try await request.collectBody(upTo: self.multipartLimit)
+            } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+                let megabytes = String(max(1, self.multipartLimit / 1_048_576))
+                throw WebError(
+                    .contentTooLarge, code: "too_large", key: "error.form_too_large", ["mb": megabytes],
+                    english: "What you sent is larger than \(megabytes) MB. Choose a smaller file and try again."
+                )
+            }
+            struct TokenField: Decodable {
+                var _csrf: String?
+            }
+            sent = (try? FormDataDecoder().decode(TokenField.self, from: body, boundary: boundary))?._csrf
         }
         guard !expected.isEmpty, let sent, SecureToken.equal(sent, expected) else {
             throw WebError(

@@ -1,14 +1,22 @@
+import EaselBlobs
 import EaselCore
 import EaselStore
 import Foundation
 import Hummingbird
+import MultipartKit
+import NIOCore
 
-/// The person's own profile and preferences, and their password.
+/// The person's own profile and preferences, their picture, and their password.
 struct ProfileController {
     let accounts: AccountService
     let database: AppDatabase
     let views: ViewRenderer
     let mailQueued: @Sendable () -> Void
+    let avatars: AvatarService
+    let blobs: any BlobStore
+
+    /// The avatar form: the picture plus a little multipart framing and the token.
+    static let uploadBodyLimit = AvatarService.maximumUploadBytes + 64 * 1024
 
     static let languages: [(code: String, name: String)] = [("en", "English"), ("zh-Hans", "简体中文"), ("es", "Español")]
 
@@ -16,12 +24,16 @@ struct ProfileController {
         let group = router.group("account", context: SignedInContext.self)
         group.get("profile", use: self.profilePage)
         group.post("profile", use: self.saveProfile)
+        group.post("avatar", use: self.uploadAvatar)
+        group.post("avatar/remove", use: self.removeAvatar)
         group.get("password", use: self.passwordPage)
         group.post("password", use: self.changePassword)
         group.get("email", use: self.emailPage)
         group.post("email", use: self.requestEmailChange)
         // Opened from the mail, perhaps in another browser: the token is the proof.
         router.get("/account/email/confirm", use: self.confirmEmail)
+        // Pictures are not public: the owner and admins see them (see docs/configuration.md).
+        router.group("avatars", context: SignedInContext.self).get(":id", use: self.avatar)
     }
 
     struct EmailPage: Sendable {
@@ -97,6 +109,9 @@ struct ProfileController {
         var layout: LayoutData
         var displayName: String
         var email: String
+        var avatarURL: String?
+        var initials: String
+        var avatarHint: String
         var languages: [Choice]
         var themes: [Choice]
         var error: String?
@@ -106,6 +121,8 @@ struct ProfileController {
     func profile(_ context: SignedInContext, user: User, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
         let page = ProfilePage(
             layout: self.views.layout(title: self.views.text("profile.page_title", [:], context), context: context), displayName: user.displayName, email: user.email,
+            avatarURL: ViewRenderer.avatarURL(user), initials: ViewRenderer.initials(user),
+            avatarHint: self.views.text("profile.avatar_hint", ["mb": String(AvatarService.maximumUploadBytes / 1_048_576)], context),
             languages: Self.languages.map { Choice(value: $0.code, label: $0.name, selected: (user.language ?? "en") == $0.code) },
             themes: self.views.themeChoices(selected: user.theme, context).map { Choice(value: $0.value, label: $0.label, selected: $0.selected) },
             error: error, notice: notice
@@ -114,7 +131,73 @@ struct ProfileController {
     }
 
     @Sendable func profilePage(_ request: Request, context: SignedInContext) throws -> Response {
-        try self.profile(context, user: context.user, notice: request.uri.queryParameters["saved"] != nil ? self.views.text("profile.saved", [:], context) : nil)
+        let query = request.uri.queryParameters
+        let notice: String? =
+            if query["saved"] != nil { self.views.text("profile.saved", [:], context) }
+            else if query["avatar"] == "saved" { self.views.text("profile.avatar_saved", [:], context) }
+            else if query["avatar"] == "removed" { self.views.text("profile.avatar_removed", [:], context) }
+            else { nil }
+        return try self.profile(context, user: context.user, notice: notice)
+    }
+
+    // MARK: Avatar
+
+    struct AvatarForm: Decodable {
+        var avatar: Data?
+    }
+
+    /// A multipart form with an `avatar` file; the token was checked by `CSRFMiddleware`.
+    @Sendable func uploadAvatar(_ request: Request, context: SignedInContext) async throws -> Response {
+        let refuse = { (key: String, arguments: [String: String], status: HTTPResponse.Status) throws -> Response in
+            try self.profile(context, user: context.user, error: self.views.text(key, arguments, context), status: status)
+        }
+        let megabytes = ["mb": String(AvatarService.maximumUploadBytes / 1_048_576)]
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: Self.uploadBodyLimit)
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
+            return try refuse("profile.avatar_error_too_large", megabytes, .contentTooLarge)
+        }
+        guard let contentType = request.headers[.contentType], let boundary = GenerationAPIController.boundary(contentType),
+            let form = try? FormDataDecoder().decode(AvatarForm.self, from: body, boundary: boundary)
+        else {
+            return try refuse("profile.avatar_error_empty", [:], .badRequest)
+        }
+        do {
+            try await self.avatars.replace(userID: context.user.id!, with: form.avatar ?? Data())
+        } catch {
+            switch error {
+            case .empty: return try refuse("profile.avatar_error_empty", [:], .unprocessableContent)
+            case .tooLarge: return try refuse("profile.avatar_error_too_large", megabytes, .contentTooLarge)
+            case .tooManyPixels(let limit):
+                return try refuse("profile.avatar_error_too_many_pixels", ["mp": String(limit / 1_000_000)], .unprocessableContent)
+            case .notAnImage: return try refuse("profile.avatar_error_not_image", [:], .unsupportedMediaType)
+            case .unsupportedFormat: return try refuse("profile.avatar_error_format", [:], .unsupportedMediaType)
+            case .damaged: return try refuse("profile.avatar_error_damaged", [:], .unprocessableContent)
+            case .notStored: return try refuse("profile.avatar_error_not_stored", [:], .internalServerError)
+            }
+        }
+        return Response(status: .seeOther, headers: [.location: "/account/profile?avatar=saved"])
+    }
+
+    @Sendable func removeAvatar(_ request: Request, context: SignedInContext) async throws -> Response {
+        try await self.avatars.remove(userID: context.user.id!)
+        return Response(status: .seeOther, headers: [.location: "/account/profile?avatar=removed"])
+    }
+
+    /// The picture of account `id`, for its owner and for admins; 404 for everyone else, so
+    /// nobody learns who has one.
+    @Sendable func avatar(_ request: Request, context: SignedInContext) async throws -> Response {
+        guard let id = context.parameters.get("id", as: Int64.self) else { throw WebError.notFound() }
+        let viewer = context.user
+        guard id == viewer.id || viewer.role == .admin else { throw WebError.notFound() }
+        guard let owner = id == viewer.id ? viewer : try await self.database.user(id: id), let key = owner.avatarKey else {
+            throw WebError.notFound()
+        }
+        return try await BlobResponder(blobs: self.blobs).respond(
+            to: request, key: try BlobKey(key), etag: AvatarService.version(of: key), contentType: AvatarService.contentType, disposition: "inline"
+        )
     }
 
     struct ProfileForm: Decodable {

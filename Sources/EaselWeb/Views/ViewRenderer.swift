@@ -38,6 +38,9 @@ struct LayoutData: Sendable {
     var year: Int
     var signedIn: Bool
     var userName: String
+    /// The signed-in person's picture, or nil: then `initials` stand in.
+    var avatarURL: String?
+    var initials: String
     var isAdmin: Bool
     /// The studio pages (Create, Activity, Gallery, Credits) exist: image generation is set up.
     var studio: Bool
@@ -118,6 +121,8 @@ public struct ViewRenderer: Sendable {
             year: Calendar(identifier: .gregorian).component(.year, from: Date()),
             signedIn: user != nil,
             userName: user.map { $0.displayName.isEmpty ? $0.email : $0.displayName } ?? "",
+            avatarURL: user.flatMap(Self.avatarURL),
+            initials: user.map(Self.initials) ?? "",
             isAdmin: user?.role == .admin,
             studio: self.studio,
             externalSignIn: self.externalSignInLabel,
@@ -127,6 +132,18 @@ public struct ViewRenderer: Sendable {
             languages: Language.allCases.map { Choice(value: $0.rawValue, label: $0.nativeName, selected: $0 == language) },
             themes: self.themeChoices(selected: theme, context)
         )
+    }
+
+    /// Changes with the picture, so browsers may keep it cached.
+    static func avatarURL(_ user: User) -> String? {
+        guard let id = user.id, let key = user.avatarKey else { return nil }
+        return "/avatars/\(id)?v=\(AvatarService.version(of: key))"
+    }
+
+    /// One letter for the avatar's place: from the name, else the email.
+    static func initials(_ user: User) -> String {
+        let source = user.displayName.trimmingCharacters(in: .whitespaces).isEmpty ? user.email : user.displayName
+        return source.trimmingCharacters(in: .whitespaces).first.map { String($0).uppercased() } ?? "?"
     }
 
     func render(_ view: some Sendable, template: String, status: HTTPResponse.Status = .ok) throws -> Response {
