@@ -26,10 +26,19 @@ document.documentElement.classList.add("js");
     return fill(minutes === 1 ? T.minutesOne : T.minutesOther, { count: minutes });
   };
 
-  /** Like the server's pages: "2025-01-31 14:05 UTC". */
+  /** Like the server's pages, in the page's language and in UTC: "31 Jan 2025, 14:05 UTC". */
+  const dateFormat = (() => {
+    const root = document.documentElement;
+    const options = { dateStyle: "medium", timeStyle: "short", timeZone: "UTC" };
+    try {
+      return new Intl.DateTimeFormat(root.dataset.locale || root.lang || undefined, options);
+    } catch (error) {
+      return new Intl.DateTimeFormat(undefined, options);
+    }
+  })();
   const dateText = (iso) => {
     const date = new Date(iso);
-    return isNaN(date) ? "" : date.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+    return isNaN(date) ? "" : dateFormat.format(date) + " UTC";
   };
   const sizeText = (size) => (size === "auto" ? T.sizeAuto : String(size).replace("x", "×"));
   const qualityText = (quality) => T["quality" + capital(quality)] || quality;
@@ -885,7 +894,34 @@ document.documentElement.classList.add("js");
     refreshButton();
   }
 
+  // After Checkout: the credits come with Stripe's webhook, so ask until they have landed.
+  function setupBillingSuccess() {
+    const box = $("#billing-success");
+    if (!box || box.dataset.landed === "true") return;
+    let tries = 0;
+    const poll = async () => {
+      tries += 1;
+      try {
+        const response = await fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (response.ok) {
+          const status = await response.json();
+          if (status.landed) {
+            $("#billing-balance").textContent = status.balance;
+            $("#billing-waiting").hidden = true;
+            $("#billing-landed").hidden = false;
+            return;
+          }
+        }
+      } catch (_) {
+        // Offline for a moment: the next try may work.
+      }
+      if (tries < 150) setTimeout(poll, tries < 20 ? 1000 : 4000);
+    };
+    setTimeout(poll, 1000);
+  }
+
   const page = ($("[data-page]") || { dataset: {} }).dataset.page;
+  if (page === "billing-success") setupBillingSuccess();
   if (page === "create") setupCreate();
   if (page === "activity") setupActivity();
   if (page === "gallery") setupGallery();

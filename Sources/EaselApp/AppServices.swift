@@ -36,6 +36,8 @@ public struct AppServices: Sendable {
     public let callbackSigner: SignedValue
     /// Requests per API key (EASEL_API_KEY_RATE).
     public let apiKeyRateLimit: RateLimiter.Rule
+    /// Stripe billing; nil when not configured.
+    public let billing: BillingService?
 
     /// Opens the data folder, the database (migrating it) and the blob store.
     /// `passwordHasher` lets tests use a cheaper bcrypt cost; production uses cost 12.
@@ -139,7 +141,16 @@ public struct AppServices: Sendable {
             config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
             backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, avatars: avatars, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger,
             localizer: localizer, generation: generation, dispatcher: dispatcher, callbackSigner: callbackSigner,
-            apiKeyRateLimit: RateLimiter.Rule(capacity: config.generation.apiKeyPerMinute, per: .seconds(60))
+            apiKeyRateLimit: RateLimiter.Rule(capacity: config.generation.apiKeyPerMinute, per: .seconds(60)),
+            billing: config.billing.map { billing in
+                BillingService(
+                    database: database,
+                    stripe: LiveStripeAPI(configuration: StripeConfiguration(secretKey: billing.secretKey, apiBase: billing.apiBase), httpClient: httpClient),
+                    catalog: billing.catalog,
+                    settings: BillingService.Settings(webhookSecrets: billing.webhookSecrets, publicURL: config.publicURL),
+                    mails: mails, logger: logger.with(label: "easel.billing")
+                )
+            }
         )
     }
 

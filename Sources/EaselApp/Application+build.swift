@@ -39,6 +39,7 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
     dependencies.trustedProxies = try TrustedProxies(config.trustedProxies)
     dependencies.generation = services.generation
     dependencies.avatars = services.avatars
+    dependencies.billing = services.billing
     dependencies.callbackSigner = services.callbackSigner
     dependencies.wakeDispatcher = { [dispatcher = services.dispatcher] in dispatcher.wake() }
     dependencies.apiKeyRateLimit = services.apiKeyRateLimit

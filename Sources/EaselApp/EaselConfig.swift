@@ -83,6 +83,8 @@ public struct EaselConfig: Sendable {
     /// Addresses or IPv4 CIDR ranges of reverse proxies in front of Easel.
     public var trustedProxies: [String]
     public var generation: Generation
+    /// Stripe billing; nil when not configured (admins grant credits instead).
+    public var billing: Billing?
 
     public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
     public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
@@ -263,7 +265,8 @@ extension EaselConfig {
             resend: resend,
             oidc: oidc,
             trustedProxies: proxies,
-            generation: try Self.loadGeneration(settings)
+            generation: try Self.loadGeneration(settings),
+            billing: try Self.loadBilling(settings)
         )
     }
 
@@ -291,7 +294,7 @@ extension EaselConfig {
             "EASEL_MAIL=\(self.mail.rawValue)",
             "EASEL_MAIL_FROM=\(self.mailFrom)",
             "EASEL_TRUSTED_PROXIES=\(self.trustedProxies.joined(separator: ","))",
-        ] + self.describeGeneration()
+        ] + self.describeGeneration() + self.describeBilling()
         if let smtp = self.smtp {
             lines += [
                 "EASEL_SMTP_HOST=\(smtp.host)", "EASEL_SMTP_PORT=\(smtp.port)", "EASEL_SMTP_SECURITY=\(smtp.security.rawValue)",

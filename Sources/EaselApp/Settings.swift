@@ -88,6 +88,10 @@ public enum Key {
     public static let fetchAllowHosts = SettingKey("fetch.allowHosts", "EASEL_FETCH_ALLOW_HOSTS")
     public static let fetchMaxBytes = SettingKey("fetch.maxBytes", "EASEL_FETCH_MAX_BYTES")
     public static let fetchTimeout = SettingKey("fetch.timeout", "EASEL_FETCH_TIMEOUT")
+    public static let stripeSecretKey = SettingKey("stripe.secretKey", "STRIPE_SECRET_KEY", secret: true)
+    public static let stripeWebhookSecret = SettingKey("stripe.webhookSecret", "STRIPE_WEBHOOK_SECRET", secret: true)
+    public static let stripeAPIBase = SettingKey("stripe.apiBase", "EASEL_STRIPE_API_BASE")
+    public static let billingCatalog = SettingKey("billing.catalog", "EASEL_BILLING_CATALOG")
 
     public static let all: [SettingKey] = [
         publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
@@ -99,6 +103,7 @@ public enum Key {
         provider, openAIAPIKey, openAIBaseURL, openAITimeout, evolinkAPIKey, evolinkBaseURL, evolinkCallbacks, demoLatencyMS,
         models, sizes, qualities, maxImages, prices, signupCredits, workers, maxActiveTasks, taskTimeout, taskMaxAttempts,
         submitRate, submitRateIP, apiKeyRate, uploadMaxBytes, fetchAllowHosts, fetchMaxBytes, fetchTimeout,
+        stripeSecretKey, stripeWebhookSecret, stripeAPIBase, billingCatalog,
     ]
 }
 
@@ -109,9 +114,12 @@ extension EaselConfig {
         var providers: [any ConfigProvider] = [
             CommandLineArgumentsProvider(arguments: ["easel"] + arguments),
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "easel"),
+            // Stripe's own names (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET) carry no EASEL_ prefix.
+            EnvironmentVariablesProvider(environmentVariables: environment.filter { $0.key.hasPrefix("STRIPE_") }),
         ]
         if let dotEnvPath {
             providers.append(try await EnvironmentVariablesProvider(environmentFilePath: .init(dotEnvPath), allowMissing: true).prefixKeys(with: "easel"))
+            providers.append(try await EnvironmentVariablesProvider(environmentFilePath: .init(dotEnvPath), allowMissing: true))
         }
         return ConfigReader(providers: providers)
     }

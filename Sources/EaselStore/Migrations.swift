@@ -153,6 +153,9 @@ extension AppDatabase {
         migrator.registerMigration("2026-11-26 generation") { db in
             try Self.createGenerationTables(db)
         }
+        migrator.registerMigration("2026-11-27 billing") { db in
+            try Self.createBillingTables(db)
+        }
         return migrator
     }
 }

@@ -40,6 +40,8 @@ public struct WebDependencies: Sendable {
     public var apiKeyRateLimit = RateLimiter.Rule(capacity: 600, per: .seconds(60))
     /// Profile pictures; nil makes one without a fetcher (some tests of other parts).
     public var avatars: AvatarService?
+    /// Stripe billing; nil hides every billing page and link.
+    public var billing: BillingService?
 
     public init(
         siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
@@ -71,7 +73,8 @@ public struct WebDependencies: Sendable {
 public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestContext> {
     let views = ViewRenderer(
         assets: dependencies.assets, siteName: dependencies.siteName, localizer: dependencies.localizer,
-        externalSignInLabel: dependencies.externalSignIn?.buttonLabel, studio: dependencies.generation != nil
+        externalSignInLabel: dependencies.externalSignIn?.buttonLabel, studio: dependencies.generation != nil,
+        billing: dependencies.billing != nil
     )
     let router = Router(context: AppRequestContext.self)
     // Outermost first: headers go on every response, errors included.
@@ -134,6 +137,11 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
             wakeDispatcher: dependencies.wakeDispatcher
         ).addRoutes(to: api, router: router)
         StudioController(generation: generation, database: dependencies.database, views: views).addRoutes(to: router)
+    }
+    if let billing = dependencies.billing {
+        let records = BillingController(billing: billing, database: dependencies.database, views: views, mailQueued: dependencies.mailQueued)
+        records.addRoutes(to: router)
+        AdminBillingController(billing: billing, database: dependencies.database, views: views, records: records).addRoutes(to: router)
     }
     return router
 }

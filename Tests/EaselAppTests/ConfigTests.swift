@@ -168,7 +168,7 @@ struct ConfigTests {
         let sample = try String(contentsOf: Checkout.root.appending(path: "sample.env"), encoding: .utf8)
         let documented = Set(sample.split(separator: "\n").compactMap { line -> String? in
             let trimmed = line.drop { $0 == "#" || $0 == " " }
-            guard let eq = trimmed.firstIndex(of: "="), trimmed.hasPrefix("EASEL_") else { return nil }
+            guard let eq = trimmed.firstIndex(of: "="), trimmed.hasPrefix("EASEL_") || trimmed.hasPrefix("STRIPE_") else { return nil }
             return String(trimmed[..<eq])
         })
         for key in Key.all {

@@ -118,4 +118,48 @@ struct LocalizationTests {
         #expect(spanish.html?.contains("<html lang=\"es\">") == true)
         #expect(spanish.html?.contains("O pega esta dirección en tu navegador") == true)
     }
+
+    /// 12 March 2025, 14:05:00 UTC.
+    static let moment = Date(timeIntervalSince1970: 1_741_788_300)
+
+    @Test("Dates and times are written as people of each language read them, in UTC and labelled so")
+    func dates() {
+        #expect(Language.spanish.dateTime(Self.moment) == "12 mar 2025, 14:05 UTC")
+        #expect(Language.simplifiedChinese.dateTime(Self.moment) == "2025年3月12日 14:05 UTC")
+        let english = Language.english.dateTime(Self.moment)
+        #expect(english.hasPrefix("12 Mar 2025"), "day, month, year: \(english)")
+        #expect(english.hasSuffix("14:05 UTC"), "24-hour clock: \(english)")
+        // Not the server's time zone: a moment just before midnight UTC stays on its day.
+        let lateEvening = Date(timeIntervalSince1970: 1_741_823_940)
+        #expect(Language.spanish.dateTime(lateEvening) == "12 mar 2025, 23:59 UTC")
+        #expect(Language.allCases.map(\.localeTag) == ["en-GB", "zh-Hans-CN", "es-ES"])
+    }
+
+    static let chromeOnLinux = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+
+    @Test("Device names use the catalog's words around product names, which stay as they are")
+    func deviceNames() throws {
+        let localizer = try Localizer.embedded()
+        let chrome = DeviceName(userAgent: Self.chromeOnLinux)
+        #expect(chrome == DeviceName(browser: .product("Chrome"), system: "Linux"))
+        #expect(chrome.text(localizer, language: .english) == "Chrome on Linux")
+        #expect(chrome.text(localizer, language: .spanish) == "Chrome en Linux")
+        #expect(chrome.text(localizer, language: .simplifiedChinese) == "Linux 上的 Chrome")
+        #expect(DeviceName(userAgent: "").text(localizer, language: .spanish) == "Navegador desconocido")
+        #expect(DeviceName(userAgent: "Lynx/2.9").text(localizer, language: .simplifiedChinese) == "其他程序")
+        #expect(DeviceName(userAgent: "curl/8.5.0").text(localizer, language: .spanish) == "curl")
+        // What the new-device check remembers does not change with the reader's language.
+        #expect(chrome.english == "Chrome on Linux")
+        #expect(DeviceName(userAgent: "").english == "Unknown browser")
+    }
+
+    @Test("The new-device mail names the device and the time in the recipient's language")
+    func newDeviceMail() throws {
+        let mails = AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded())
+        let device = DeviceName(userAgent: Self.chromeOnLinux)
+        let spanish = mails.newDevice(to: "ada@example.org", name: nil, device: device, ip: "203.0.113.9", at: Self.moment, language: .spanish)
+        #expect(spanish.text.contains("Chrome en Linux, desde 203.0.113.9, el 12 mar 2025, 14:05 UTC."))
+        let chinese = mails.newDevice(to: "ada@example.org", name: nil, device: device, ip: "", at: Self.moment, language: .simplifiedChinese)
+        #expect(chinese.text.contains("Linux 上的 Chrome，来自 未知地址，时间 2025年3月12日 14:05 UTC。"))
+    }
 }

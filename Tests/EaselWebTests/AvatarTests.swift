@@ -192,4 +192,51 @@ struct AvatarTests {
             #expect(try await visitor.get(bobs, headers: [.accept: "application/json"]).status == .unauthorized)
         }
     }
+
+    /// `avatar_url` from `GET /api/v1/me`, called with the session cookie as the pages' scripts do.
+    func apiAvatarURL(_ browser: Browser) async throws -> Any? {
+        let me = try await browser.get("/api/v1/me", headers: [.accept: "application/json"])
+        #expect(me.status == .ok)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(buffer: me.body)) as? [String: Any])
+        #expect(object.keys.contains("avatar_url"), "the key is there even without a picture")
+        return object["avatar_url"]
+    }
+
+    @Test("GET /api/v1/me answers avatar_url: null without a picture, the page's URL once one is uploaded")
+    func apiAvatarURL() async throws {
+        try await withTestApp { services, client in
+            let (browser, user) = try await self.people.signedIn(services, client, email: "ada@example.org")
+            #expect(try await self.apiAvatarURL(browser) is NSNull)
+
+            try await self.upload(browser, try AvatarFixtures.png(), csrf: try await self.people.csrf(services, user))
+            let key = try #require(try await self.avatarKey(services, user))
+            let url = try #require(try await self.apiAvatarURL(browser) as? String)
+            #expect(url == "/avatars/\(user.id!)?v=\(AvatarService.version(of: key))")
+            #expect(try await browser.get(url).status == .ok, "the URL serves the picture")
+
+            try await browser.post("/account/avatar/remove", [:], csrf: try await self.people.csrf(services, user))
+            #expect(try await self.apiAvatarURL(browser) is NSNull)
+        }
+    }
+
+    @Test("The admin users list shows each person's avatar, or their initial without one")
+    func adminListShowsAvatars() async throws {
+        try await withTestApp { services, client in
+            let (admin, adminUser) = try await self.people.signedIn(services, client, email: "ada@example.org")
+            let (bob, bobUser) = try await self.people.signedIn(services, client, email: "bob@example.org")
+            #expect(adminUser.role == .admin)
+            try await self.upload(bob, try AvatarFixtures.png(), csrf: try await self.people.csrf(services, bobUser))
+            let key = try #require(try await self.avatarKey(services, bobUser))
+
+            let list = try await admin.get("/admin/users")
+            #expect(list.status == .ok)
+            let bobsPicture = "<img class=\"avatar\" src=\"/avatars/\(bobUser.id!)?v=\(AvatarService.version(of: key))\""
+            #expect(list.text.contains(bobsPicture))
+            #expect(!list.text.contains("src=\"/avatars/\(adminUser.id!)"), "no picture for Ada")
+            #expect(list.text.contains("<span class=\"avatar\" aria-hidden=\"true\">A</span><a href=\"/admin/users/\(adminUser.id!)\">"))
+            #expect(try await admin.get("/avatars/\(bobUser.id!)").status == .ok, "admins may load it")
+            let detail = try await admin.get("/admin/users/\(bobUser.id!)")
+            #expect(detail.text.contains("src=\"/avatars/\(bobUser.id!)?v=\(AvatarService.version(of: key))\""))
+        }
+    }
 }

@@ -80,6 +80,8 @@ struct ExternalSignInTests {
             #expect(user.isVerified)
             #expect(user.passwordHash == nil)
             #expect(user.displayName == OIDCIssuerPeer.testName)
+            #expect(user.language == "en", "the page's language, as for an email sign-up")
+            #expect(user.theme == .system)
             #expect(try await services.database.user(issuer: issuer.issuer.absoluteString, subject: OIDCIssuerPeer.testSubject)?.id == user.id)
 
             // The only way into this account cannot be disconnected.
@@ -106,6 +108,30 @@ struct ExternalSignInTests {
         #expect(created.headers[.location] == "/account")
         #expect(browser.cookies["__Host-easel_session"] != nil, "signed in")
         return try #require(try await services.database.user(email: OIDCIssuerPeer.testEmail))
+    }
+
+    @Test("A first sign-in in Spanish (Accept-Language) keeps Spanish and the visitor's theme in the new profile")
+    func firstSignInKeepsLanguageAndTheme() async throws {
+        try await self.withIssuer { _, services, browser in
+            let spanish: HTTPFields = [.acceptLanguage: "es-ES,es;q=0.9,en;q=0.5"]
+            // The footer's theme choice, without a language: the browser's language decides.
+            browser.cookies["easel_prefs"] = "theme=dark"
+            let callback = try await browser.get(try await self.roundTrip(browser), headers: spanish)
+            #expect(callback.headers[.location] == "/auth/oidc/welcome")
+            let welcome = try await browser.get("/auth/oidc/welcome", headers: spanish)
+            #expect(welcome.text.contains("<html lang=\"es\""))
+            let created = try await browser.post("/auth/oidc/create", ["age": "on", "terms": "on"], csrf: self.csrf(browser), headers: spanish)
+            #expect(created.status == .seeOther)
+            #expect(created.headers[.location] == "/account")
+            let user = try #require(try await services.database.user(email: OIDCIssuerPeer.testEmail))
+            #expect(user.language == "es")
+            #expect(user.theme == .dark)
+            // From now on the profile decides, with no Accept-Language and no cookie.
+            browser.cookies["easel_prefs"] = nil
+            let account = try await browser.get("/account")
+            #expect(account.text.contains("<html lang=\"es\" data-theme=\"dark\" data-locale=\"es-ES\">"))
+            #expect(account.text.contains("<h1>Tu cuenta</h1>"))
+        }
     }
 
     @Test("A first sign-in keeps the provider's picture, fetched from an allowed host, as a clean WebP avatar")
@@ -184,6 +210,19 @@ struct ExternalSignInTests {
             #expect(String(buffer: existing.body).contains("already exists"))
             let user = try #require(try await services.database.user(email: OIDCIssuerPeer.testEmail))
             #expect(try await services.database.identities(userID: user.id!).isEmpty)
+
+            // Refusals are said in the page's language.
+            let spanish: HTTPFields = [.acceptLanguage: "es"]
+            let inSpanish = try await browser.get(try await self.roundTrip(browser), headers: spanish)
+            #expect(inSpanish.status == .forbidden)
+            #expect(inSpanish.text.contains("Ya existe una cuenta con \(OIDCIssuerPeer.testEmail)."))
+            try await issuer.misbehaveOnNextToken(.emailUnverified)
+            let unverifiedChinese = try await browser.get(try await self.roundTrip(browser), headers: [.acceptLanguage: "zh-CN"])
+            #expect(unverifiedChinese.text.contains("身份提供方没有确认你的邮箱地址"))
+            try await issuer.misbehaveOnNextToken(.expired)
+            let badToken = try await browser.get(try await self.roundTrip(browser), headers: spanish)
+            #expect(badToken.status == .badRequest)
+            #expect(badToken.text.contains("No se pudo verificar la respuesta de tu proveedor"))
         }
     }
 

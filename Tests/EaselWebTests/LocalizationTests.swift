@@ -214,4 +214,67 @@ struct WebLocalizationTests {
             #expect(chinese.text.contains("按邮箱或名字搜索"))
         }
     }
+
+    static let chromeOnLinux = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+    /// "12 mar 2025, 14:05 UTC" (Spanish months are lower case, some with a dot).
+    static var spanishDate: Regex<Substring> { /\d{1,2} [a-z]{3,5}\.? \d{4}, \d{2}:\d{2} UTC/ }
+    /// "2025年3月12日 14:05 UTC".
+    static var chineseDate: Regex<Substring> { /\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2} UTC/ }
+    /// The fixed format pages used before they followed the language: "2025-03-12 14:05 UTC".
+    static var isoDate: Regex<Substring> { /\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC/ }
+
+    @Test("The Sessions page and the new-device mail write dates and devices in the person's language")
+    func datesAndDevices() async throws {
+        try await withTestApp { services, client in
+            try await self.signedIn(services, Browser(client), email: "ada@example.org", headers: Self.acceptLanguage("es"))
+            let user = try #require(try await services.database.user(email: "ada@example.org"))
+            #expect(user.language == "es")
+
+            // A second device, with no Accept-Language: the profile decides.
+            let phone = Browser(client)
+            let chrome: HTTPFields = [.userAgent: Self.chromeOnLinux]
+            try await phone.get("/signin", headers: chrome)
+            let signIn = try await phone.post("/signin", ["email": "ada@example.org", "password": "correct horse battery"], headers: chrome)
+            #expect(signIn.status == .seeOther)
+            let mail = try #require(try await services.database.recentMails().first { $0.kind == "new_device" })
+            #expect(mail.subject == "Nuevo inicio de sesión en tu cuenta de Easel")
+            #expect(mail.textBody.contains("Chrome en Linux, desde "))
+            #expect(mail.textBody.contains(Self.spanishDate), "\(mail.textBody)")
+            #expect(!mail.textBody.contains(Self.isoDate))
+
+            let spanish = try await phone.get("/account", headers: chrome)
+            #expect(spanish.status == .ok)
+            #expect(spanish.text.contains("<html lang=\"es\" data-theme=\"system\" data-locale=\"es-ES\">"))
+            #expect(spanish.text.contains("<td>Chrome en Linux"))
+            #expect(spanish.text.contains("<td>Navegador desconocido"), "the first session had no User-Agent")
+            #expect(spanish.text.contains("<td>\(Language.spanish.dateTime(user.createdAt))</td>"), "member since")
+            #expect(spanish.text.contains(Self.spanishDate))
+            #expect(!spanish.text.contains(Self.isoDate))
+            #expect(!spanish.text.contains("Chrome on Linux"))
+
+            try await services.database.updateProfile(userID: user.id!, displayName: "Ada", language: "zh-Hans", theme: .system)
+            let chinese = try await phone.get("/account", headers: chrome)
+            #expect(chinese.text.contains("<html lang=\"zh-Hans\" data-theme=\"system\" data-locale=\"zh-Hans-CN\">"))
+            #expect(chinese.text.contains("<td>Linux 上的 Chrome"))
+            #expect(chinese.text.contains("<td>\(Language.simplifiedChinese.dateTime(user.createdAt))</td>"))
+            #expect(chinese.text.contains(Self.chineseDate))
+            #expect(!chinese.text.contains(Self.isoDate))
+
+            // Admin pages too: the users list's "joined" column.
+            let users = try await phone.get("/admin/users", headers: chrome)
+            #expect(users.text.contains("<td>\(Language.simplifiedChinese.dateTime(user.createdAt))</td>"))
+        }
+    }
+
+    @Test("Signing up with email keeps the visitor's theme from the preferences cookie")
+    func signUpKeepsTheme() async throws {
+        try await withTestApp { services, client in
+            let browser = Browser(client)
+            browser.cookies["easel_prefs"] = "lang=zh-Hans&theme=dark"
+            try await self.signedIn(services, browser, email: "ada@example.org", headers: Self.acceptLanguage("es"))
+            let user = try #require(try await services.database.user(email: "ada@example.org"))
+            #expect(user.language == "zh-Hans", "the footer's choice wins over Accept-Language")
+            #expect(user.theme == .dark)
+        }
+    }
 }

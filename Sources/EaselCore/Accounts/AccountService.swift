@@ -38,16 +38,22 @@ public struct AccountService: Sendable {
         public var ageConfirmed: Bool
         public var termsAccepted: Bool
         public var language: String?
+        /// The visitor's theme (preferences cookie), kept in the new profile.
+        public var theme: User.Theme
         /// The raw token of an admin's invitation, from the invitation link.
         public var invitation: String?
 
-        public init(email: String, password: String, displayName: String, ageConfirmed: Bool, termsAccepted: Bool, language: String? = nil, invitation: String? = nil) {
+        public init(
+            email: String, password: String, displayName: String, ageConfirmed: Bool, termsAccepted: Bool, language: String? = nil,
+            theme: User.Theme = .system, invitation: String? = nil
+        ) {
             self.email = email
             self.password = password
             self.displayName = displayName
             self.ageConfirmed = ageConfirmed
             self.termsAccepted = termsAccepted
             self.language = language
+            self.theme = theme
             self.invitation = invitation
         }
     }
@@ -145,8 +151,8 @@ public struct AccountService: Sendable {
         do {
             let user = try await self.database.createAccount(
                 NewAccount(
-                    email: email, passwordHash: hash, displayName: name, language: request.language, termsVersion: self.settings.termsVersion,
-                    signupCredits: self.settings.signupCredits
+                    email: email, passwordHash: hash, displayName: name, language: request.language, theme: request.theme,
+                    termsVersion: self.settings.termsVersion, signupCredits: self.settings.signupCredits
                 ),
                 verification: verification,
                 mail: self.mails.verification(to: email, name: name.isEmpty ? nil : name, token: token, code: code, language: Language(code: request.language) ?? .english),
@@ -258,9 +264,9 @@ public struct AccountService: Sendable {
     /// A fresh session (a new token at every sign-in, never reused). A sign-in from a device
     /// (browser and system) not seen before on this account is mailed to its owner.
     public func startSession(for user: User, userAgent: String, ip: String, country: String? = nil, now: Date = Date()) async throws -> NewSession {
-        let device = DeviceName.describe(userAgent: userAgent)
+        let device = DeviceName(userAgent: userAgent)
         try await self.database.rememberDevice(
-            userID: user.id!, fingerprint: SecureToken.hash(device),
+            userID: user.id!, fingerprint: SecureToken.hash(device.english),
             mail: self.mails.newDevice(to: user.email, name: user.displayName.isEmpty ? nil : user.displayName, device: device, ip: ip, at: now, language: user.preferredLanguage)
         )
         let token = SecureToken.make()

@@ -10,8 +10,37 @@ public struct ExternalSignIn: Sendable {
         case linked(User)
         /// A new person: confirm age and terms before the account is made.
         case needsConsent(PendingAccount)
-        /// Said to the person as it is.
-        case refused(String)
+        /// Said to the person in their language (see `Refusal.key`).
+        case refused(Refusal)
+    }
+
+    /// Why a provider's identity cannot sign in or make an account here.
+    public enum Refusal: Sendable, Equatable {
+        case linkedElsewhere
+        case suspended
+        case emailUnverified
+        case emailTaken(String)
+        case signupClosed
+        case inviteOnly
+        case domainNotAllowed
+
+        /// The message catalog's text for it, and the text's placeholders.
+        public var key: String {
+            switch self {
+            case .linkedElsewhere: "oidc.linked_elsewhere"
+            case .suspended: "signin.error_suspended"
+            case .emailUnverified: "oidc.email_unverified"
+            case .emailTaken: "oidc.exists"
+            case .signupClosed: "signup.error_closed"
+            case .inviteOnly: "signup.error_invite_only"
+            case .domainNotAllowed: "signup.error_domain"
+            }
+        }
+
+        public var arguments: [String: String] {
+            if case .emailTaken(let email) = self { return ["email": email] }
+            return [:]
+        }
     }
 
     /// A verified identity waiting for the person's consent, carried in a signed cookie.
@@ -33,10 +62,23 @@ public struct ExternalSignIn: Sendable {
     }
 
     public enum Failure: Error, CustomStringConvertible {
-        case provider(String)
+        /// The provider cannot be reached or set up (discovery, keys).
+        case unavailable
+        /// The provider's answer did not pass the checks (token exchange, ID token).
+        case answerUnverified
+
+        /// The message catalog's text for it.
+        public var key: String {
+            switch self {
+            case .unavailable: "oidc.unavailable"
+            case .answerUnverified: "oidc.answer_unverified"
+            }
+        }
+
         public var description: String {
             switch self {
-            case .provider(let message): message
+            case .unavailable: "the provider is unavailable"
+            case .answerUnverified: "the provider's answer could not be verified"
             }
         }
     }
@@ -67,7 +109,7 @@ public struct ExternalSignIn: Sendable {
             return Started(url: request.url, state: request.state, nonce: request.nonce, codeVerifier: request.codeVerifier)
         } catch {
             self.logger.error("sign-in with the provider could not start", metadata: ["error": "\(error)"])
-            throw .provider("Signing in with your provider is not working right now. Try again in a moment, or sign in with your password.")
+            throw .unavailable
         }
     }
 
@@ -77,7 +119,7 @@ public struct ExternalSignIn: Sendable {
             return try await self.client.finishAuthorization(code: code, codeVerifier: started.codeVerifier, expectedNonce: started.nonce)
         } catch {
             self.logger.warning("sign-in with the provider failed", metadata: ["error": "\(error)"])
-            throw .provider("Your provider's answer could not be verified, so you were not signed in. Please try again.")
+            throw .answerUnverified
         }
     }
 
@@ -87,27 +129,27 @@ public struct ExternalSignIn: Sendable {
             do {
                 try await self.database.linkIdentity(userID: current.id!, issuer: identity.issuer, subject: identity.subject, email: identity.email)
             } catch IdentityStoreError.linkedElsewhere {
-                return .refused("That account at your provider is already connected to another account here.")
+                return .refused(.linkedElsewhere)
             }
             return .linked(current)
         }
         if let user = try await self.database.user(issuer: identity.issuer, subject: identity.subject) {
-            guard user.status == .active else { return .refused("This account is suspended. Contact the administrator of this server.") }
+            guard user.status == .active else { return .refused(.suspended) }
             return .signedIn(user)
         }
         guard identity.emailVerified, let rawEmail = identity.email, let email = AccountService.normalizedEmail(rawEmail) else {
-            return .refused("Your provider did not confirm your email address, so it cannot be used to create an account here. Confirm it there, or sign up with a password.")
+            return .refused(.emailUnverified)
         }
         if try await self.database.user(email: email) != nil {
-            return .refused("An account with \(email) already exists. Sign in with your password, then connect your provider from your account page.")
+            return .refused(.emailTaken(email))
         }
         switch self.settings.signup {
-        case .closed: return .refused("Sign-up is closed on this server. Ask its administrator for an account.")
-        case .invite: return .refused("This server is invitation-only. Ask its administrator for an invitation.")
+        case .closed: return .refused(.signupClosed)
+        case .invite: return .refused(.inviteOnly)
         case .open: break
         }
         if !self.settings.allowedDomains.isEmpty, let domain = email.split(separator: "@").last, !self.settings.allowedDomains.contains(String(domain)) {
-            return .refused("Sign-up is limited to certain email domains on this server.")
+            return .refused(.domainNotAllowed)
         }
         // Only a plausible web address goes into the cookie; the fetcher checks it again.
         let picture = identity.pictureURL.flatMap { url in
@@ -121,12 +163,13 @@ public struct ExternalSignIn: Sendable {
     }
 
     /// Makes the account once the person confirmed their age and accepted the terms, then
-    /// (outside any transaction) tries to keep the provider's picture as its avatar.
-    public func createAccount(_ pending: PendingAccount) async throws -> User {
+    /// (outside any transaction) tries to keep the provider's picture as its avatar. Like an
+    /// email sign-up, the profile keeps the language and theme the person was seeing.
+    public func createAccount(_ pending: PendingAccount, language: Language, theme: User.Theme = .system) async throws -> User {
         let user = try await self.database.createAccount(
             NewAccount(
-                email: pending.email, passwordHash: nil, displayName: pending.name, language: nil, termsVersion: self.settings.termsVersion,
-                signupCredits: self.settings.signupCredits
+                email: pending.email, passwordHash: nil, displayName: pending.name, language: language.rawValue, theme: theme,
+                termsVersion: self.settings.termsVersion, signupCredits: self.settings.signupCredits
             ),
             issuer: pending.issuer, subject: pending.subject
         )

@@ -69,3 +69,29 @@ extension User {
     /// The language of the person's profile, for their pages and the mails they receive.
     public var preferredLanguage: Language { Language(code: self.language) ?? .english }
 }
+
+extension Language {
+    /// The locale dates and times are written in. The region is fixed, so a page reads the same
+    /// whatever the server's own locale: English as in Britain (day month year, 24-hour clock).
+    public var localeIdentifier: String {
+        switch self {
+        case .english: "en_GB"
+        case .simplifiedChinese: "zh_Hans_CN"
+        case .spanish: "es_ES"
+        }
+    }
+
+    /// The same locale as a BCP 47 tag ("en-GB"), for the browser's `Intl.DateTimeFormat`.
+    public var localeTag: String { self.localeIdentifier.replacingOccurrences(of: "_", with: "-") }
+
+    /// A moment as people read it in this language, in UTC and labelled so: "12 Mar 2025 at 14:05
+    /// UTC", "2025年3月12日 14:05 UTC", "12 mar 2025, 14:05 UTC" (medium date, short time).
+    /// Machines get ISO 8601 instead (`datetime=` attributes, JSON).
+    public func dateTime(_ date: Date) -> String {
+        let style = Date.FormatStyle(
+            date: .abbreviated, time: .shortened, locale: Locale(identifier: self.localeIdentifier), calendar: Calendar(identifier: .gregorian),
+            timeZone: TimeZone(identifier: "UTC") ?? TimeZone(secondsFromGMT: 0)!
+        )
+        return date.formatted(style) + " UTC"
+    }
+}

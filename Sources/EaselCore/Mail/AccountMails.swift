@@ -103,15 +103,11 @@ public struct AccountMails: Sendable {
         self.localizedDraft(kind: "email_changed", name: "email_changed", to: (oldEmail, name), language: language, action: nil)
     }
 
-    public func newDevice(to email: String, name: String?, device: String, ip: String, at date: Date, language: Language) -> MailDraft {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+    public func newDevice(to email: String, name: String?, device: DeviceName, ip: String, at date: Date, language: Language) -> MailDraft {
         let address = ip.isEmpty ? self.text("mail.new_device.unknown_address", [:], language) : ip
         return self.localizedDraft(
             kind: "new_device", name: "new_device", to: (email, name), language: language,
-            arguments: ["device": device, "ip": address, "time": formatter.string(from: date)],
+            arguments: ["device": device.text(self.localizer, language: language), "ip": address, "time": language.dateTime(date)],
             action: ("mail.new_device.action", "\(self.publicURL.absoluteString)/account")
         )
     }

@@ -7,15 +7,22 @@ public struct NewAccount: Sendable {
     public var passwordHash: String?
     public var displayName: String
     public var language: String?
+    /// The theme the person was seeing as a visitor (their preferences cookie), kept so that
+    /// signing up changes nothing they chose.
+    public var theme: User.Theme
     public var termsVersion: String
     /// Welcome credits, granted in the same transaction (EASEL_SIGNUP_CREDITS).
     public var signupCredits: Int
 
-    public init(email: String, passwordHash: String?, displayName: String, language: String?, termsVersion: String, signupCredits: Int = 0) {
+    public init(
+        email: String, passwordHash: String?, displayName: String, language: String?, theme: User.Theme = .system, termsVersion: String,
+        signupCredits: Int = 0
+    ) {
         self.email = email
         self.passwordHash = passwordHash
         self.displayName = displayName
         self.language = language
+        self.theme = theme
         self.termsVersion = termsVersion
         self.signupCredits = signupCredits
     }
@@ -63,7 +70,7 @@ extension AppDatabase {
             var user = User(
                 id: nil, email: account.email, emailVerifiedAt: verifiedAt, passwordHash: account.passwordHash,
                 displayName: account.displayName, avatarKey: nil, role: role, status: .active,
-                language: account.language, theme: .system, totpSecret: nil, totpEnabledAt: nil, totpLastStep: nil,
+                language: account.language, theme: account.theme, totpSecret: nil, totpEnabledAt: nil, totpLastStep: nil,
                 ageConfirmedAt: now, termsVersion: account.termsVersion, termsAcceptedAt: now, createdAt: now, updatedAt: now
             )
             do {

@@ -48,7 +48,7 @@ extension AppDatabase {
             let hasAdmin = try User.filter(User.Columns.role == User.Role.admin.rawValue).fetchCount(db) > 0
             var user = User(
                 id: nil, email: account.email, emailVerifiedAt: now, passwordHash: nil, displayName: account.displayName,
-                avatarKey: nil, role: hasAdmin ? .member : .admin, status: .active, language: account.language, theme: .system,
+                avatarKey: nil, role: hasAdmin ? .member : .admin, status: .active, language: account.language, theme: account.theme,
                 totpSecret: nil, totpEnabledAt: nil, totpLastStep: nil, ageConfirmedAt: now, termsVersion: account.termsVersion,
                 termsAcceptedAt: now, createdAt: now, updatedAt: now
             )

@@ -38,6 +38,8 @@ struct APIController {
         var theme: String
         var emailVerified: Bool
         var twoFactor: Bool
+        /// "/avatars/1?v=…" (on this site, for its owner and admins), or nil without a picture.
+        var avatarURL: String?
         var createdAt: Date
 
         init(_ user: User) {
@@ -49,14 +51,15 @@ struct APIController {
             self.theme = user.theme.rawValue
             self.emailVerified = user.isVerified
             self.twoFactor = user.hasTwoFactor
+            self.avatarURL = ViewRenderer.avatarURL(user)
             self.createdAt = user.createdAt
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, email, displayName, role, language, theme, emailVerified, twoFactor, createdAt
+            case id, email, displayName, role, language, theme, emailVerified, twoFactor, avatarURL, createdAt
         }
 
-        // Written out so that a missing language is `null`, not an absent key.
+        // Written out so that a missing language or avatar is `null`, not an absent key.
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(self.id, forKey: .id)
@@ -67,6 +70,7 @@ struct APIController {
             try container.encode(self.theme, forKey: .theme)
             try container.encode(self.emailVerified, forKey: .emailVerified)
             try container.encode(self.twoFactor, forKey: .twoFactor)
+            try container.encode(self.avatarURL, forKey: .avatarURL)
             try container.encode(self.createdAt, forKey: .createdAt)
         }
     }
@@ -184,7 +188,7 @@ struct APIController {
             sessions: sessions.map { session in
                 SessionInfo(
                     id: session.id!,
-                    device: DeviceName.describe(userAgent: session.userAgent),
+                    device: DeviceName(userAgent: session.userAgent).english,
                     ip: session.ip,
                     createdAt: session.createdAt,
                     lastSeenAt: session.lastSeenAt,

@@ -94,9 +94,9 @@ struct APIKeysPageController {
                 prefix: key.prefix,
                 name: key.name,
                 scopes: key.scopeSet.sorted().map(\.rawValue).joined(separator: ", "),
-                created: Self.format(key.createdAt),
-                expires: key.expiresAt.map(Self.format) ?? self.views.text("account_keys.never", [:], context),
-                lastUsed: key.lastUsedAt.map(Self.format) ?? self.views.text("account_keys.never", [:], context),
+                created: self.views.date(key.createdAt, context),
+                expires: key.expiresAt.map { self.views.date($0, context) } ?? self.views.text("account_keys.never", [:], context),
+                lastUsed: key.lastUsedAt.map { self.views.date($0, context) } ?? self.views.text("account_keys.never", [:], context),
                 expired: key.expiresAt.map { $0 <= now } ?? false
             )
         }
@@ -157,13 +157,5 @@ struct APIKeysPageController {
         case .tooManyKeys(let limit): self.views.text("account_keys.error_too_many", ["limit": String(limit)], context)
         case .accountNotActive: self.views.text("account_keys.error_not_active", [:], context)
         }
-    }
-
-    static func format(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
-        return formatter.string(from: date)
     }
 }

@@ -98,7 +98,7 @@ struct AccountController {
                 .init(
                     email: email, password: form.password ?? "", displayName: form.name ?? "",
                     ageConfirmed: form.age == "on", termsAccepted: form.terms == "on",
-                    language: context.language.rawValue, invitation: form.invite
+                    language: context.language.rawValue, theme: context.preferences.theme, invitation: form.invite
                 )
             )
         } catch let error as AccountService.SignUpError {

@@ -60,7 +60,7 @@ struct AdminMailboxController {
     func row(_ mail: OutboxMail, _ context: some PageContext) -> MailRow {
         MailRow(
             id: mail.id!, to: mail.toEmail, subject: mail.subject, status: self.views.text("admin_mailbox.status_\(mail.status.rawValue)", [:], context), sent: mail.status == .sent,
-            failed: mail.status == .failed, createdAt: SettingsController.format(mail.createdAt)
+            failed: mail.status == .failed, createdAt: self.views.date(mail.createdAt, context)
         )
     }
 

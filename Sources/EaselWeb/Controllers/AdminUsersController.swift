@@ -32,6 +32,9 @@ struct AdminUsersController {
         var id: Int64
         var email: String
         var name: String
+        /// The person's picture, or nil: then `initials` stand in (admins may see avatars).
+        var avatarURL: String?
+        var initials: String
         var role: String
         var admin: Bool
         var suspended: Bool
@@ -43,9 +46,9 @@ struct AdminUsersController {
 
     func row(_ user: User, viewer: User, _ context: some PageContext) -> UserRow {
         UserRow(
-            id: user.id!, email: user.email, name: user.displayName, role: self.views.text("admin.role_\(user.role.rawValue)", [:], context), admin: user.role == .admin,
+            id: user.id!, email: user.email, name: user.displayName, avatarURL: ViewRenderer.avatarURL(user), initials: ViewRenderer.initials(user), role: self.views.text("admin.role_\(user.role.rawValue)", [:], context), admin: user.role == .admin,
             suspended: user.status == .suspended, verified: user.isVerified, twoFactor: user.hasTwoFactor,
-            createdAt: SettingsController.format(user.createdAt), isSelf: user.id == viewer.id
+            createdAt: self.views.date(user.createdAt, context), isSelf: user.id == viewer.id
         )
     }
 

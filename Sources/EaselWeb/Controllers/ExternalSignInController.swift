@@ -65,7 +65,7 @@ struct ExternalSignInController {
         do {
             started = try await self.external.start()
         } catch {
-            return try self.refusal(error.description, context: context, status: .serviceUnavailable)
+            return try self.refusal(self.views.text(error.key, [:], context), context: context, status: .serviceUnavailable)
         }
         let payload = String(decoding: try JSONEncoder().encode(started), as: UTF8.self)
         var response = Response(status: .seeOther, headers: [.location: started.url.absoluteString])
@@ -94,7 +94,7 @@ struct ExternalSignInController {
         do {
             identity = try await self.external.finish(code: code, started: started)
         } catch {
-            return try self.refusal(error.description, context: context)
+            return try self.refusal(self.views.text(error.key, [:], context), context: context)
         }
         var response: Response
         switch try await self.external.complete(identity, signedIn: context.identity?.user) {
@@ -108,8 +108,8 @@ struct ExternalSignInController {
             response = Response(status: .seeOther, headers: [.location: "/auth/oidc/welcome"])
             let value = String(decoding: try JSONEncoder().encode(pending), as: UTF8.self)
             response.setCookie(self.cookies.cookie(self.pendingCookie, value: self.pendingSigner.sign(value, expiresAt: Date().addingTimeInterval(900)), maxAge: 900))
-        case .refused(let message):
-            return try self.refusal(message, context: context, status: .forbidden)
+        case .refused(let refusal):
+            return try self.refusal(self.views.text(refusal.key, refusal.arguments, context), context: context, status: .forbidden)
         }
         response.setCookie(self.cookies.cookie(self.flowCookie, value: "", maxAge: 0))
         return response
@@ -153,7 +153,8 @@ struct ExternalSignInController {
         }
         let user: User
         do {
-            user = try await self.external.createAccount(pending)
+            // The page's language: the preferences cookie, else Accept-Language (nobody is signed in).
+            user = try await self.external.createAccount(pending, language: context.language, theme: context.preferences.theme)
         } catch IdentityStoreError.emailTaken {
             return try self.refusal(self.views.text("oidc.exists", ["email": pending.email], context), context: context, status: .conflict)
         } catch IdentityStoreError.linkedElsewhere {

@@ -44,7 +44,7 @@ struct InvitationsController {
     func page(_ context: SignedInContext, error: String? = nil, notice: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let now = Date()
         let rows = try await self.database.pendingInvitations().map {
-            Row(id: $0.id!, email: $0.email, role: self.views.text("admin.role_\($0.role.rawValue)", [:], context), expires: SettingsController.format($0.expiresAt), expired: $0.expiresAt <= now)
+            Row(id: $0.id!, email: $0.email, role: self.views.text("admin.role_\($0.role.rawValue)", [:], context), expires: self.views.date($0.expiresAt, context), expired: $0.expiresAt <= now)
         }
         let mode = self.views.text("admin_invitations.mode_\(self.accounts.settings.signup.rawValue)", [:], context)
         let page = Page(

@@ -49,8 +49,8 @@ struct SettingsController {
         let sessions = try await self.database.sessions(userID: user.id!)
         let rows = sessions.map { session in
             SessionRow(
-                id: session.id!, device: DeviceName.describe(userAgent: session.userAgent), ip: session.ip, country: session.country,
-                lastSeen: Self.format(session.lastSeenAt), current: session.id == context.identity.session.id
+                id: session.id!, device: self.views.device(session.userAgent, context), ip: session.ip, country: session.country,
+                lastSeen: self.views.date(session.lastSeenAt, context), current: session.id == context.identity.session.id
             )
         }
         let notice: String? =
@@ -64,7 +64,7 @@ struct SettingsController {
         let page = AccountPage(
             layout: self.views.layout(title: self.views.text("account.title", [:], context), context: context), email: user.email,
             displayName: user.displayName.isEmpty ? "—" : user.displayName, role: self.views.text(user.role == .admin ? "account.role_admin" : "account.role_member", [:], context),
-            memberSince: Self.format(user.createdAt), sessions: rows, otherSessions: rows.count > 1, twoFactor: user.hasTwoFactor,
+            memberSince: self.views.date(user.createdAt, context), sessions: rows, otherSessions: rows.count > 1, twoFactor: user.hasTwoFactor,
             identities: try await self.database.identities(userID: user.id!).map { IdentityRow(id: $0.id!, issuer: URL(string: $0.issuer)?.host ?? $0.issuer, email: $0.email ?? "") },
             notice: notice
         )
@@ -82,13 +82,5 @@ struct SettingsController {
     @Sendable func revokeOthers(_ request: Request, context: SignedInContext) async throws -> Response {
         try await self.database.deleteSessions(userID: context.user.id!, keeping: context.identity.session.id)
         return Response(status: .seeOther, headers: [.location: "/account?notice=revoked-others"])
-    }
-
-    static func format(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
-        return formatter.string(from: date)
     }
 }

@@ -367,7 +367,7 @@ struct StudioController {
             credits: credits,
             duration: task.duration.map { self.views.text("studio.took", ["time": self.views.duration(seconds: max(0, Int($0.rounded())), context)], context) },
             failure: task.status == .failed || task.status == .canceled ? (task.failureMessage?.isEmpty == false ? task.failureMessage : nil) : nil,
-            created: SettingsController.format(task.createdAt),
+            created: self.views.date(task.createdAt, context),
             createdISO: ISO8601DateFormatter().string(from: task.createdAt),
             runAgainURL: "/create?" + Self.query([("prompt", task.prompt), ("model", task.model), ("size", task.size), ("quality", task.quality), ("n", String(task.count))]),
             thumbs: images.map { Thumb(id: $0.id!, thumbURL: "/api/v1/images/\($0.id!)/thumb") }
@@ -397,7 +397,7 @@ struct StudioController {
             return ImageRow(
                 id: id, thumbURL: "/api/v1/images/\(id)/thumb", fileURL: "/api/v1/images/\(id)/file", downloadURL: "/api/v1/images/\(id)/file?download=1",
                 prompt: image.prompt, model: image.model, size: self.sizeLabel(image.size, context), quality: self.qualityLabel(image.quality, context),
-                width: image.width, height: image.height, created: SettingsController.format(image.createdAt),
+                width: image.width, height: image.height, created: self.views.date(image.createdAt, context),
                 remixURL: "/create?" + Self.query([("prompt", image.prompt), ("model", image.model), ("size", image.size), ("quality", image.quality)]),
                 referenceURL: "/create?ref=\(id)"
             )
@@ -427,7 +427,7 @@ struct StudioController {
                 id: entry.id!, kind: entry.kind.rawValue, kindLabel: self.views.text("credits.kind_\(entry.kind.rawValue)", [:], context),
                 amount: Self.signed(entry.amount), amountClass: entry.amount > 0 ? "plus" : entry.amount < 0 ? "minus" : "zero",
                 balanceAfter: entry.balanceAfter, reason: entry.reason, taskID: entry.taskID,
-                taskURL: entry.taskID.map { "/activity?before=\($0 + 1)#task-\($0)" }, created: SettingsController.format(entry.createdAt)
+                taskURL: entry.taskID.map { "/activity?before=\($0 + 1)#task-\($0)" }, created: self.views.date(entry.createdAt, context)
             )
         }
         let page = CreditsPage(

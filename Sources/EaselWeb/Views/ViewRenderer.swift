@@ -44,12 +44,16 @@ struct LayoutData: Sendable {
     var isAdmin: Bool
     /// The studio pages (Create, Activity, Gallery, Credits) exist: image generation is set up.
     var studio: Bool
+    /// Stripe billing is set up: Pricing and Billing pages exist.
+    var billing: Bool
     /// "Sign in with Google" when an OpenID Connect provider is configured.
     var externalSignIn: String?
     /// light, dark or system (follow the device).
     var theme: String
     /// The page's language, for `<html lang>`.
     var lang: String
+    /// The locale dates are written in ("en-GB"), so the script writes them as the server does.
+    var locale: String
     /// The page's words: `{{layout.t.signin.title}}`.
     var t: TemplateStrings
     /// The footer's choosers, for visitors (signed-in people use their profile).
@@ -73,10 +77,13 @@ public struct ViewRenderer: Sendable {
     let strings: [Language: TemplateStrings]
     /// Whether the studio pages are served, for the navigation.
     let studio: Bool
+    /// Whether billing pages are served, for the navigation.
+    let billing: Bool
 
-    public init(assets: AssetCatalog, siteName: String, localizer: Localizer, externalSignInLabel: String? = nil, studio: Bool = false) {
+    public init(assets: AssetCatalog, siteName: String, localizer: Localizer, externalSignInLabel: String? = nil, studio: Bool = false, billing: Bool = false) {
         self.assets = assets
         self.studio = studio
+        self.billing = billing
         self.siteName = siteName
         self.externalSignInLabel = externalSignInLabel
         self.localizer = localizer
@@ -90,6 +97,16 @@ public struct ViewRenderer: Sendable {
     /// A catalog text in the page's language, with `{site}` and `arguments` filled in.
     func text(_ key: String, _ arguments: [String: String] = [:], _ context: some PageContext) -> String {
         self.localizer.text(key, arguments.merging(["site": self.siteName]) { given, _ in given }, language: context.language)
+    }
+
+    /// A date and time in the page's language ("12 mar 2025, 14:05 UTC" in Spanish).
+    func date(_ date: Date, _ context: some PageContext) -> String {
+        context.language.dateTime(date)
+    }
+
+    /// The device a User-Agent names, in the page's language ("Chrome en Linux").
+    func device(_ userAgent: String, _ context: some PageContext) -> String {
+        DeviceName(userAgent: userAgent).text(self.localizer, language: context.language)
     }
 
     /// "3 seconds", "2 minutes" in the page's language, rounded up to whole minutes past one.
@@ -125,9 +142,11 @@ public struct ViewRenderer: Sendable {
             initials: user.map(Self.initials) ?? "",
             isAdmin: user?.role == .admin,
             studio: self.studio,
+            billing: self.billing,
             externalSignIn: self.externalSignInLabel,
             theme: theme.rawValue,
             lang: language.rawValue,
+            locale: language.localeTag,
             t: self.strings[language] ?? TemplateStrings(localizer: self.localizer, language: language, siteName: self.siteName),
             languages: Language.allCases.map { Choice(value: $0.rawValue, label: $0.nativeName, selected: $0 == language) },
             themes: self.themeChoices(selected: theme, context)
