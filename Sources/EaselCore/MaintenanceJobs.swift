@@ -1,15 +1,18 @@
 import EaselStore
 import Foundation
-import Foundation
 
 /// The jobs every instance runs, whatever features are configured.
 public enum MaintenanceJobs {
-    /// Nightly: drops expired sessions and old sign-in failures, trims job history, then
-    /// `wal_checkpoint(TRUNCATE)` and `PRAGMA optimize`.
+    /// How long payment records are kept (accounting law): 7 years.
+    public static let paymentRetention: TimeInterval = 7 * 365.25 * 86400
+
+    /// Nightly: drops expired sessions, old sign-in failures and payment records past their
+    /// 7 years, trims job history, then `wal_checkpoint(TRUNCATE)` and `PRAGMA optimize`.
     public static func databaseUpkeep(database: AppDatabase, sessionIdle: TimeInterval, interval: Duration = .seconds(24 * 3600)) -> Job {
         Job(name: "database-upkeep", summary: "Drop expired sessions, trim history, checkpoint the WAL, optimize SQLite", interval: interval) {
             try await database.deleteExpiredSessions(idle: sessionIdle)
             try await database.pruneLoginFailures(before: Date().addingTimeInterval(-86400))
+            try await database.deletePayments(createdBefore: Date().addingTimeInterval(-Self.paymentRetention))
             try await database.pruneJobRuns(keepingPerJob: 200)
             try await database.checkpointAndOptimize()
         }

@@ -40,6 +40,10 @@ struct BillingTests {
         )
     }
 
+    func signIn(_ services: AppServices, _ client: any TestClientProtocol, email: String) async throws -> (Browser, User) {
+        try await APITests().signedIn(services, client, email: email)
+    }
+
     func account(_ services: AppServices, _ email: String) async throws -> User {
         try await APITests().makeAccount(services, email: email)
     }
@@ -204,6 +208,157 @@ struct BillingTests {
             // Admins see what is owed.
             #expect(try await services.database.paymentsWithCreditsOwed().map(\.id) == [payment.id])
         }
+    }
+
+    @Test("A subscription's life: started, month paid, payment failed (past due, mailed), plan changed, cancel scheduled, ended — each mailed once, stale events ignored")
+    func subscriptionLife() async throws {
+        try await self.withBilling { services, client in
+            let user = try await self.account(services, "fay@example.org")
+            try await services.database.linkStripeCustomer(userID: user.id!, customerID: "cus_fay")
+            let t = Int(Date().timeIntervalSince1970)
+            let session = #"""
+                {"id":"cs_sub","object":"checkout.session","mode":"subscription","status":"complete","payment_status":"paid",
+                 "client_reference_id":"\#(user.id!)","customer":"cus_fay","subscription":"sub_fay","payment_intent":null,
+                 "amount_total":900,"currency":"usd","metadata":{"easel_user_id":"\#(user.id!)","easel_item":"starter","easel_kind":"subscription"}}
+                """#
+            let failed = Self.invoice("in_fay_2", customer: "cus_fay", subscription: "sub_fay", price: "price_starter", amount: 900,
+                                      reason: "subscription_cycle", intent: "pi_fay_2").replacingOccurrences(of: #""status":"paid""#, with: #""status":"open""#)
+            let responses = try await self.deliverSigned(client, [
+                Self.event("evt_f1", "checkout.session.completed", created: t, session),
+                Self.event("evt_f2", "invoice.paid", created: t + 1,
+                           Self.invoice("in_fay_1", customer: "cus_fay", subscription: "sub_fay", price: "price_starter", amount: 900, reason: "subscription_create", intent: "pi_fay_1")),
+                Self.event("evt_f3", "invoice.payment_failed", created: t + 2, failed),
+            ])
+            #expect(responses.allSatisfy { $0.status == .ok })
+            #expect(try await services.database.creditBalance(userID: user.id!) == 300)
+            #expect(try await services.database.subscriptions(userID: user.id!).first?.status == "past_due")
+
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_f4", "customer.subscription.updated", created: t + 3,
+                           Self.subscription("sub_fay", customer: "cus_fay", price: "price_studio", status: "active", cancelAtPeriodEnd: false)),
+                Self.event("evt_f5", "customer.subscription.updated", created: t + 4,
+                           Self.subscription("sub_fay", customer: "cus_fay", price: "price_studio", status: "active", cancelAtPeriodEnd: true)),
+                Self.event("evt_f6", "customer.subscription.deleted", created: t + 5,
+                           Self.subscription("sub_fay", customer: "cus_fay", price: "price_studio", status: "canceled", cancelAtPeriodEnd: true)),
+                // Late and stale: must not bring the subscription back.
+                Self.event("evt_f7", "customer.subscription.updated", created: t + 3,
+                           Self.subscription("sub_fay", customer: "cus_fay", price: "price_starter", status: "active", cancelAtPeriodEnd: false)),
+            ])
+            let held = try #require(try await services.database.subscriptions(userID: user.id!).first)
+            #expect(held.status == "canceled")
+            #expect(held.planID == "studio")
+            let kinds = try await services.database.recentMails().filter { $0.toEmail == "fay@example.org" }.map(\.kind)
+            for kind in ["subscription_started", "billing_receipt", "payment_failed", "subscription_changed", "subscription_canceling", "subscription_ended"] {
+                #expect(kinds.filter { $0 == kind }.count == 1, "\(kind) in \(kinds)")
+            }
+            #expect(try await services.database.verifyCreditBalances().isEmpty)
+
+            // The person's Payments page lists both invoices; the failed one says so.
+            let browser = Browser(client)
+            try await browser.get("/signin")
+            #expect(try await browser.post("/signin", ["email": "fay@example.org", "password": "correct horse battery"]).status == .seeOther)
+            let page = try await browser.get("/billing")
+            #expect(page.status == .ok)
+            #expect(page.text.contains("Starter") && page.text.contains("$9.00"))
+            #expect(page.text.contains("Failed") && page.text.contains("Paid"))
+        }
+    }
+
+    @Test("An asynchronous payment: pending first, credits only when it succeeds; a failed one grants nothing and is mailed")
+    func asyncPayments() async throws {
+        try await self.withBilling { services, client in
+            let user = try await self.account(services, "gil@example.org")
+            try await services.database.linkStripeCustomer(userID: user.id!, customerID: "cus_gil")
+            let t = Int(Date().timeIntervalSince1970)
+            func session(_ id: String) -> String {
+                Self.packSession(id, user: user.id!, customer: "cus_gil", pack: "pack-100", credits: 100, amount: 500, intent: "pi_\(id)", paid: false)
+            }
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_a1", "checkout.session.completed", created: t, session("cs_a")),
+                Self.event("evt_a2", "checkout.session.completed", created: t, session("cs_b")),
+            ])
+            #expect(try await services.database.creditBalance(userID: user.id!) == 0)
+            #expect(try await services.database.payment(checkoutSessionID: "cs_a")?.status == .pending)
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_a3", "checkout.session.async_payment_succeeded", created: t + 5, session("cs_a")),
+                Self.event("evt_a4", "checkout.session.async_payment_failed", created: t + 5, session("cs_b")),
+            ])
+            #expect(try await services.database.creditBalance(userID: user.id!) == 100)
+            #expect(try await services.database.payment(checkoutSessionID: "cs_b")?.status == .failed)
+            let kinds = try await services.database.recentMails().filter { $0.toEmail == "gil@example.org" }.map(\.kind)
+            #expect(kinds.filter { $0 == "billing_receipt" }.count == 1)
+            #expect(kinds.filter { $0 == "payment_failed" }.count == 1)
+        }
+    }
+
+    @Test("Admins see revenue, payments and owed credits, and record a refund made outside Easel; members may not")
+    func admin() async throws {
+        try await self.withBilling { services, client in
+            let (admin, _) = try await self.signIn(services, client, email: "admin@example.org")
+            let buyer = try await self.account(services, "hal@example.org")
+            try await services.database.linkStripeCustomer(userID: buyer.id!, customerID: "cus_hal")
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_h1", "checkout.session.completed", created: Int(Date().timeIntervalSince1970),
+                           Self.packSession("cs_h", user: buyer.id!, customer: "cus_hal", pack: "pack-500", credits: 500, amount: 2000, intent: "pi_h"))
+            ])
+            let page = try await admin.get("/admin/billing")
+            #expect(page.status == .ok)
+            #expect(page.text.contains("<svg class=\"chart\""))
+            #expect(page.text.contains("hal@example.org") && page.text.contains("$20.00"))
+            #expect(page.text.contains("checkout.session.completed"))
+            let payment = try #require(try await services.database.payment(checkoutSessionID: "cs_h"))
+            let csrf = try APITests().formToken(page)
+            let bad = try await admin.post("/admin/billing/payments/\(payment.id!)/refund", ["amount": "25.00"], csrf: csrf)
+            #expect(bad.status == .unprocessableContent)
+            let recorded = try await admin.post("/admin/billing/payments/\(payment.id!)/refund", ["amount": "10.00"], csrf: csrf)
+            #expect(recorded.status == .seeOther)
+            #expect(try await services.database.creditBalance(userID: buyer.id!) == 250)
+            #expect(try await services.database.payment(id: payment.id!)?.creditsTakenBack == 250)
+            #expect(try await services.database.verifyCreditBalances().isEmpty)
+
+            let (member, _) = try await self.signIn(services, client, email: "ivy@example.org")
+            #expect(try await member.get("/admin/billing").status == .forbidden)
+        }
+    }
+
+    @Test("At an account's purge payment records stay under a pseudonym; after 7 years they go")
+    func retention() async throws {
+        try await self.withBilling { services, client in
+            let buyer = try await self.account(services, "jo@example.org")
+            try await services.database.linkStripeCustomer(userID: buyer.id!, customerID: "cus_jo")
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_j1", "checkout.session.completed", created: Int(Date().timeIntervalSince1970),
+                           Self.packSession("cs_j", user: buyer.id!, customer: "cus_jo", pack: "pack-100", credits: 100, amount: 500, intent: "pi_j"))
+            ])
+            try await services.database.pseudonymiseBillingRecords(userID: buyer.id!, pseudonym: "deleted-7f3a")
+            let kept = try #require(try await services.database.payment(checkoutSessionID: "cs_j"))
+            #expect(kept.userID == nil && kept.pseudonym == "deleted-7f3a")
+            #expect(kept.amount == 500 && kept.currency == "usd")
+            #expect(try await services.database.stripeCustomerID(userID: buyer.id!) == nil)
+            #expect(try await services.database.deletePayments(createdBefore: Date().addingTimeInterval(-MaintenanceJobs.paymentRetention)) == 0)
+            #expect(try await services.database.deletePayments(createdBefore: Date().addingTimeInterval(60)) == 1)
+        }
+    }
+
+    @Test("Only verified webhooks grant purchased credits: purchase entries are written in one place, reached only from the webhook handler")
+    func onlyWebhooksGrant() throws {
+        let sources = Checkout.root.appending(path: "Sources")
+        var writers: [String] = []
+        var appliers: [String] = []
+        for case let url as URL in FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)! where url.pathExtension == "swift" {
+            let text = try String(contentsOf: url, encoding: .utf8)
+            if text.contains("kind: .purchase") { writers.append(url.lastPathComponent) }
+            if text.range(of: #"\.(applyCheckout|applyInvoicePaid|applyCharge|applySubscriptionState|applyInvoiceFailed)\("#, options: .regularExpression) != nil {
+                appliers.append(url.lastPathComponent)
+            }
+        }
+        #expect(writers == ["BillingStore.swift"])
+        #expect(appliers == ["BillingService.swift"])
+        // And in BillingService they are reached only after the signature check.
+        let service = try String(contentsOf: sources.appending(path: "EaselCore/Billing/BillingService.swift"), encoding: .utf8)
+        let verify = try #require(service.range(of: "StripeWebhookSignature.verify("))
+        let firstApply = try #require(service.range(of: "self.database.apply"))
+        #expect(verify.lowerBound < firstApply.lowerBound)
     }
 
     // MARK: Replay

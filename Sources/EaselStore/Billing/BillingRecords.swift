@@ -276,4 +276,12 @@ public struct MonthlyRevenue: Sendable, Equatable {
     public var gross: Int
     public var refunded: Int
     public var payments: Int
+
+    public init(month: String, currency: String, gross: Int, refunded: Int, payments: Int) {
+        self.month = month
+        self.currency = currency
+        self.gross = gross
+        self.refunded = refunded
+        self.payments = payments
+    }
 }

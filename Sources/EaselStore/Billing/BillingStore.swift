@@ -145,6 +145,16 @@ extension AppDatabase {
                         """,
                     arguments: [now, subscriptionID, event.created]
                 )
+                // The paid period's end, until a subscription event says more.
+                if let periodEnd = invoice.periodEnd {
+                    try db.execute(
+                        sql: """
+                            UPDATE subscription SET current_period_end = ?
+                            WHERE stripe_subscription_id = ? AND (current_period_end IS NULL OR current_period_end < ?)
+                            """,
+                        arguments: [periodEnd, subscriptionID, periodEnd]
+                    )
+                }
             }
             if invoice.isRenewal, let cap = invoice.rolloverCap, let subscriptionID = invoice.subscriptionID {
                 let previous =

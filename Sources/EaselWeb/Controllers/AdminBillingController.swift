@@ -28,8 +28,9 @@ struct AdminBillingController {
         var person: String
         var personURL: String?
         var reference: String
-        var owed: Int
-        var takenBack: Int
+        /// Nil when none (a zero would still show in the template).
+        var owed: Int?
+        var takenBack: Int?
         var refundedOutside: String
         var country: String?
     }
@@ -73,7 +74,8 @@ struct AdminBillingController {
                 row: self.records.paymentRow(payment, context),
                 person: payment.userID.flatMap { emails[$0] } ?? payment.pseudonym ?? "—",
                 personURL: payment.userID.map { "/admin/billing?user=\($0)" },
-                reference: payment.reference, owed: payment.creditsOwed, takenBack: payment.creditsTakenBack,
+                reference: payment.reference, owed: payment.creditsOwed > 0 ? payment.creditsOwed : nil,
+                takenBack: payment.creditsTakenBack > 0 ? payment.creditsTakenBack : nil,
                 refundedOutside: Self.decimal(payment.amountRefundedOutside, currency: payment.currency),
                 country: payment.billingCountry
             )
@@ -154,10 +156,19 @@ struct AdminBillingController {
 
     /// Net revenue per month as an SVG bar chart (server-drawn: no script, no third party).
     /// One bar per month of the main currency (the one with most money).
-    static func revenueChart(_ revenue: [MonthlyRevenue], locale: Locale, label: String) -> String {
+    static func revenueChart(_ revenue: [MonthlyRevenue], locale: Locale, label: String, now: Date = Date()) -> String {
         let byCurrency = Dictionary(grouping: revenue, by: \.currency)
-        guard let (currency, months) = byCurrency.max(by: { $0.value.reduce(0) { $0 + $1.gross } < $1.value.reduce(0) { $0 + $1.gross } }) else {
+        guard let (currency, paid) = byCurrency.max(by: { $0.value.reduce(0) { $0 + $1.gross } < $1.value.reduce(0) { $0 + $1.gross } }) else {
             return ""
+        }
+        // Every one of the last 12 months gets a slot, empty ones too.
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let months: [MonthlyRevenue] = (0..<12).reversed().map { back in
+            let date = calendar.date(byAdding: .month, value: -back, to: now) ?? now
+            let parts = calendar.dateComponents([.year, .month], from: date)
+            let name = String(format: "%04d-%02d", parts.year ?? 0, parts.month ?? 0)
+            return paid.first { $0.month == name } ?? MonthlyRevenue(month: name, currency: currency, gross: 0, refunded: 0, payments: 0)
         }
         let width = 640
         let height = 220
@@ -166,7 +177,7 @@ struct AdminBillingController {
         let values = months.map { max(0, $0.gross - $0.refunded) }
         let peak = max(values.max() ?? 1, 1)
         let slot = width / max(months.count, 1)
-        let barWidth = max(8, slot * 6 / 10)
+        let barWidth = min(72, max(8, slot * 6 / 10))
         var bars = ""
         for (index, month) in months.enumerated() {
             let value = values[index]
@@ -176,8 +187,11 @@ struct AdminBillingController {
             let amount = Markup.escape(MoneyFormat.string(amount: value, currency: currency, locale: locale))
             bars += "<g><title>\(Markup.escape(month.month)): \(amount)</title>"
             bars += "<rect x=\"\(x)\" y=\(quote(y)) width=\"\(barWidth)\" height=\"\(barHeight)\" rx=\"3\" class=\"bar\"/>"
-            bars += "<text x=\"\(x + barWidth / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\" class=\"axis\">\(Markup.escape(String(month.month.suffix(5))))</text>"
-            bars += "<text x=\"\(x + barWidth / 2)\" y=\"\(max(top - 4, y - 4))\" text-anchor=\"middle\" class=\"value\">\(amount)</text></g>"
+            bars += "<text x=\"\(x + barWidth / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\" class=\"axis\">\(Markup.escape(index == 0 || month.month.hasSuffix("-01") ? month.month : String(month.month.suffix(2))))</text>"
+            if value > 0 {
+                bars += "<text x=\"\(x + barWidth / 2)\" y=\"\(max(top - 4, y - 4))\" text-anchor=\"middle\" class=\"value\">\(amount)</text>"
+            }
+            bars += "</g>"
         }
         return """
             <svg class="chart" viewBox="0 0 \(width) \(height)" role="img" aria-label="\(Markup.escape(label)) (\(currency.uppercased()))" xmlns="http://www.w3.org/2000/svg">\
