@@ -905,6 +905,11 @@ document.documentElement.classList.add("js");
         const response = await fetch(box.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
         if (response.ok) {
           const status = await response.json();
+          if (status.failed) {
+            $("#billing-waiting").hidden = true;
+            $("#billing-failed").hidden = false;
+            return;
+          }
           if (status.landed) {
             $("#billing-balance").textContent = status.balance;
             $("#billing-waiting").hidden = true;
@@ -919,6 +924,18 @@ document.documentElement.classList.add("js");
     };
     setTimeout(poll, 1000);
   }
+
+  // MARK: Analytics beacon
+
+  /** Only on pages counted for someone who accepted analytics (the server adds the meta
+   *  then): one small first-party POST with the screen width, bucketed by the server. */
+  const sendBeacon = () => {
+    const meta = $('meta[name="easel-beacon"]');
+    if (!meta || !navigator.sendBeacon) return;
+    const body = new URLSearchParams({ v: meta.content, w: String(Math.round((window.screen && screen.width) || window.innerWidth || 0)), _csrf: meta.dataset.csrf || "" });
+    navigator.sendBeacon("/a/beacon", body);
+  };
+  sendBeacon();
 
   const page = ($("[data-page]") || { dataset: {} }).dataset.page;
   if (page === "billing-success") setupBillingSuccess();

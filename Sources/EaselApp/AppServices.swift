@@ -36,6 +36,14 @@ public struct AppServices: Sendable {
     public let callbackSigner: SignedValue
     /// Requests per API key (EASEL_API_KEY_RATE).
     public let apiKeyRateLimit: RateLimiter.Rule
+    /// Data rights: access download, deletion and purge, restriction, consent.
+    public let privacy: PrivacyService
+    /// Buffers the request log and page views and writes them in batches.
+    public let traffic: TrafficRecorder
+    /// "Export everything": the archives, their jobs, and a stop at shutdown.
+    public let exports: ExportService
+    /// The policy pages' facts, and publishing new versions of them.
+    public let policy: PolicyService
     /// Stripe billing; nil when not configured.
     public let billing: BillingService?
 
@@ -62,11 +70,12 @@ public struct AppServices: Sendable {
             database: database, blobs: blobs, workFolder: config.workDirectory, keep: config.backupKeep,
             logger: logger.with(label: "easel.backup")
         )
-        let accountSettings = AccountService.Settings(
+        var accountSettings = AccountService.Settings(
             signup: AccountService.SignupMode(rawValue: config.signup.rawValue)!, allowedDomains: config.signupDomains,
             minimumAge: config.minimumAge, sessionIdle: config.sessionIdle.seconds, sessionMax: config.sessionMax.seconds,
             signupCredits: config.generation.signupCredits
         )
+        accountSettings.termsVersion = config.policy.version
         let mails = AccountMails(siteName: config.siteName, publicURL: config.publicURL, localizer: localizer)
         let accounts = AccountService(
             settings: accountSettings, database: database, hasher: passwordHasher ?? PasswordHasher(), mails: mails,
@@ -113,6 +122,23 @@ public struct AppServices: Sendable {
         if let interval = config.backupInterval {
             jobs.append(MaintenanceJobs.backup(service: backups, interval: interval))
         }
+        let privacy = PrivacyService(
+            settings: PrivacyService.Settings(purgeDays: config.accountPurgeDays), database: database, blobs: blobs, mails: mails,
+            unsubscribeSigner: SignedValue(secret: secretKey, purpose: "easel unsubscribe v1"), logger: logger.with(label: "easel.privacy")
+        )
+        jobs += [PrivacyJobs.accountPurge(privacy: privacy), PrivacyJobs.retention(privacy: privacy)]
+        let traffic = TrafficRecorder(
+            settings: TrafficRecorder.Settings(logRequests: config.analytics.logRetentionDays > 0, analytics: config.analytics.enabled),
+            database: database, logger: logger.with(label: "easel.traffic")
+        )
+        jobs.append(
+            MaintenanceJobs.trafficRetention(database: database, logDays: config.analytics.logRetentionDays, analyticsDays: config.analytics.retentionDays)
+        )
+        let exports = ExportService(
+            settings: ExportService.Settings(retentionDays: config.exportRetentionDays), database: database, blobs: blobs, mails: mails,
+            logger: logger.with(label: "easel.exports")
+        )
+        jobs += exports.jobs()
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
 
         let events = TaskEvents()
@@ -142,6 +168,10 @@ public struct AppServices: Sendable {
             backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, avatars: avatars, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger,
             localizer: localizer, generation: generation, dispatcher: dispatcher, callbackSigner: callbackSigner,
             apiKeyRateLimit: RateLimiter.Rule(capacity: config.generation.apiKeyPerMinute, per: .seconds(60)),
+            privacy: privacy,
+            traffic: traffic,
+            exports: exports,
+            policy: PolicyService(facts: config.policyFacts(), templateFolder: config.policy.templateFolder, database: database, mails: mails),
             billing: config.billing.map { billing in
                 BillingService(
                     database: database,
@@ -156,6 +186,7 @@ public struct AppServices: Sendable {
 
     /// Releases connections; the database closes when the last reference goes.
     public func shutdown() async {
+        await self.traffic.flush()
         try? await self.httpClient.shutdown()
     }
 

@@ -40,12 +40,22 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
     dependencies.generation = services.generation
     dependencies.avatars = services.avatars
     dependencies.billing = services.billing
+    dependencies.privacy = services.privacy
     dependencies.callbackSigner = services.callbackSigner
     dependencies.wakeDispatcher = { [dispatcher = services.dispatcher] in dispatcher.wake() }
     dependencies.apiKeyRateLimit = services.apiKeyRateLimit
+    dependencies.traffic = services.traffic
+    dependencies.analytics = config.analytics.enabled
+    dependencies.countryHeader = config.analytics.countryHeader
+    dependencies.regionHeader = config.analytics.regionHeader
+    dependencies.scheduler = services.scheduler
+    dependencies.exports = services.exports
+    dependencies.policy = services.policy
+    dependencies.exportQueued = { [scheduler = services.scheduler] in scheduler.wake(ExportService.buildJobName) }
     let router = buildRouter(dependencies)
 
-    var extraServices: [any Service] = [services.scheduler, services.dispatcher]
+    // After the scheduler: shut down before it, so a long export stops instead of holding it up.
+    var extraServices: [any Service] = [services.scheduler, services.exports, services.dispatcher, services.traffic]
     let server: HTTPServerBuilder
     if let tls = config.tls {
         let tlsConfiguration = TLSConfiguration.makeServerConfiguration(

@@ -85,6 +85,14 @@ public struct EaselConfig: Sendable {
     public var generation: Generation
     /// Stripe billing; nil when not configured (admins grant credits instead).
     public var billing: Billing?
+    /// Days between a deletion request and the purge; signing in meanwhile can cancel.
+    public var accountPurgeDays: Int = 30
+    /// First-party analytics and the request log (EaselConfig+Analytics.swift).
+    public var analytics = Analytics()
+    /// Days a finished "Export everything" archive is kept (EASEL_EXPORT_RETENTION_DAYS).
+    public var exportRetentionDays: Int = 7
+    /// Operator, privacy contact and policy version (EaselConfig+Policy.swift).
+    public var policy = Policy()
 
     public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
     public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
@@ -266,7 +274,11 @@ extension EaselConfig {
             oidc: oidc,
             trustedProxies: proxies,
             generation: try Self.loadGeneration(settings),
-            billing: try Self.loadBilling(settings)
+            billing: try Self.loadBilling(settings),
+            accountPurgeDays: try settings.int(Key.accountPurgeDays, default: 30, range: 1...365),
+            analytics: try Self.loadAnalytics(settings),
+            exportRetentionDays: try settings.int(Key.exportRetentionDays, default: 7, range: 1...365),
+            policy: try Self.loadPolicy(settings)
         )
     }
 
@@ -294,7 +306,9 @@ extension EaselConfig {
             "EASEL_MAIL=\(self.mail.rawValue)",
             "EASEL_MAIL_FROM=\(self.mailFrom)",
             "EASEL_TRUSTED_PROXIES=\(self.trustedProxies.joined(separator: ","))",
-        ] + self.describeGeneration() + self.describeBilling()
+            "EASEL_ACCOUNT_PURGE_DAYS=\(self.accountPurgeDays)",
+            "EASEL_EXPORT_RETENTION_DAYS=\(self.exportRetentionDays)",
+        ] + self.describeGeneration() + self.describeBilling() + self.describeAnalytics() + self.describePolicy()
         if let smtp = self.smtp {
             lines += [
                 "EASEL_SMTP_HOST=\(smtp.host)", "EASEL_SMTP_PORT=\(smtp.port)", "EASEL_SMTP_SECURITY=\(smtp.security.rawValue)",

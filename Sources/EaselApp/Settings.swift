@@ -92,6 +92,20 @@ public enum Key {
     public static let stripeWebhookSecret = SettingKey("stripe.webhookSecret", "STRIPE_WEBHOOK_SECRET", secret: true)
     public static let stripeAPIBase = SettingKey("stripe.apiBase", "EASEL_STRIPE_API_BASE")
     public static let billingCatalog = SettingKey("billing.catalog", "EASEL_BILLING_CATALOG")
+    public static let accountPurgeDays = SettingKey("accountPurgeDays", "EASEL_ACCOUNT_PURGE_DAYS")
+    public static let exportRetentionDays = SettingKey("exportRetentionDays", "EASEL_EXPORT_RETENTION_DAYS")
+    public static let analytics = SettingKey("analytics", "EASEL_ANALYTICS")
+    public static let analyticsRetentionDays = SettingKey("analyticsRetentionDays", "EASEL_ANALYTICS_RETENTION_DAYS")
+    public static let logRetentionDays = SettingKey("logRetentionDays", "EASEL_LOG_RETENTION_DAYS")
+    public static let countryHeader = SettingKey("countryHeader", "EASEL_COUNTRY_HEADER")
+    public static let regionHeader = SettingKey("regionHeader", "EASEL_REGION_HEADER")
+    public static let geoIPDatabase = SettingKey("geoipDb", "EASEL_GEOIP_DB")
+    public static let operatorName = SettingKey("operatorName", "EASEL_OPERATOR_NAME")
+    public static let privacyContact = SettingKey("privacyContact", "EASEL_PRIVACY_CONTACT")
+    public static let jurisdiction = SettingKey("jurisdiction", "EASEL_JURISDICTION")
+    public static let policyVersion = SettingKey("policy.version", "EASEL_POLICY_VERSION")
+    public static let policyUpdated = SettingKey("policy.updated", "EASEL_POLICY_UPDATED")
+    public static let policyDir = SettingKey("policy.dir", "EASEL_POLICY_DIR")
 
     public static let all: [SettingKey] = [
         publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
@@ -104,6 +118,9 @@ public enum Key {
         models, sizes, qualities, maxImages, prices, signupCredits, workers, maxActiveTasks, taskTimeout, taskMaxAttempts,
         submitRate, submitRateIP, apiKeyRate, uploadMaxBytes, fetchAllowHosts, fetchMaxBytes, fetchTimeout,
         stripeSecretKey, stripeWebhookSecret, stripeAPIBase, billingCatalog,
+        accountPurgeDays, exportRetentionDays,
+        analytics, analyticsRetentionDays, logRetentionDays, countryHeader, regionHeader, geoIPDatabase,
+        operatorName, privacyContact, jurisdiction, policyVersion, policyUpdated, policyDir,
     ]
 }
 

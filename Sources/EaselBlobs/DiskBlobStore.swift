@@ -142,31 +142,65 @@ public struct DiskBlobStore: BlobStore {
         close(fd)
     }
 
-    /// Reads a file (or part of it) in chunks.
+    /// The size of the chunks `readStream` yields.
+    public static let readChunkSize = 256 * 1024
+
+    /// Reads a file (or part of it) in chunks, each read only when the consumer asks for it:
+    /// a slow consumer (a download to a slow client, an upload elsewhere) never makes the
+    /// file pile up in memory.
     public static func readStream(_ url: URL, range: ClosedRange<Int>?) throws -> BlobByteStream {
-        let handle = try FileHandle(forReadingFrom: url)
-        let start = range?.lowerBound ?? 0
-        let end = range.map { $0.upperBound + 1 }
-        let chunkSize = 256 * 1024
-        return AsyncThrowingStream { continuation in
-            let task = Task.detached {
-                defer { try? handle.close() }
-                do {
-                    try handle.seek(toOffset: UInt64(start))
-                    var position = start
-                    while !Task.isCancelled {
-                        let want = end.map { min(chunkSize, $0 - position) } ?? chunkSize
-                        if want <= 0 { break }
-                        guard let data = try handle.read(upToCount: want), !data.isEmpty else { break }
-                        position += data.count
-                        continuation.yield(ByteBuffer(bytes: data))
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
+        let reader = ChunkedFileReader(
+            handle: try FileHandle(forReadingFrom: url), start: range?.lowerBound ?? 0, end: range.map { $0.upperBound + 1 }, chunkSize: Self.readChunkSize
+        )
+        return AsyncThrowingStream(unfolding: { try await reader.next() })
+    }
+}
+
+/// The state of one `readStream`. `@unchecked Sendable`: `AsyncThrowingStream(unfolding:)`
+/// calls `next()` one call after another, and the lock covers the rest (a `deinit` racing a
+/// last call).
+private final class ChunkedFileReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var handle: FileHandle?
+    private var position: Int
+    private let start: Int
+    private let end: Int?
+    private let chunkSize: Int
+    private var sought = false
+
+    init(handle: FileHandle, start: Int, end: Int?, chunkSize: Int) {
+        self.handle = handle
+        self.start = start
+        self.position = start
+        self.end = end
+        self.chunkSize = chunkSize
+    }
+
+    deinit {
+        try? self.handle?.close()
+    }
+
+    func next() async throws -> ByteBuffer? {
+        try self.lock.withLock {
+            guard let handle = self.handle else { return nil }
+            do {
+                if !self.sought {
+                    try handle.seek(toOffset: UInt64(self.start))
+                    self.sought = true
                 }
+                let want = self.end.map { min(self.chunkSize, $0 - self.position) } ?? self.chunkSize
+                guard want > 0, let data = try handle.read(upToCount: want), !data.isEmpty else {
+                    try? handle.close()
+                    self.handle = nil
+                    return nil
+                }
+                self.position += data.count
+                return ByteBuffer(bytes: data)
+            } catch {
+                try? handle.close()
+                self.handle = nil
+                throw error
             }
-            continuation.onTermination = { _ in task.cancel() }
         }
     }
 }

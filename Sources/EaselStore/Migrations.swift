@@ -156,6 +156,21 @@ extension AppDatabase {
         migrator.registerMigration("2026-11-27 billing") { db in
             try Self.createBillingTables(db)
         }
+        migrator.registerMigration("2026-11-27 billing links") { db in
+            try Self.addBillingLinks(db)
+        }
+        migrator.registerMigration("2026-11-28 privacy rights") { db in
+            try Self.createPrivacyTables(db)
+        }
+        migrator.registerMigration("2026-11-28 exports") { db in
+            try Self.createExportTables(db)
+        }
+        migrator.registerMigration("2026-11-28 analytics") { db in
+            try Self.createAnalyticsTables(db)
+        }
+        migrator.registerMigration("2026-11-29 policies") { db in
+            try Self.createPolicyTables(db)
+        }
         return migrator
     }
 }

@@ -19,6 +19,11 @@ public struct AppRequestContext: RequestContext {
     public var clientIP: String
     /// Two-letter country from a trusted proxy, when it tells (see ClientAddressMiddleware).
     public var country: String?
+    /// Region (state, province) from a trusted proxy's EASEL_REGION_HEADER, when it tells.
+    public var region: String?
+    /// Set when this page view is counted for a visitor who accepted analytics: the page
+    /// carries it so the beacon can add the screen size (`AnalyticsMiddleware`).
+    public var beaconToken: String?
     /// Set by `SessionMiddleware` when the session cookie names a live session.
     public var identity: Identity?
     /// The anonymous CSRF token (double-submit cookie) for forms shown before sign-in.
@@ -43,6 +48,7 @@ public struct SignedInContext: ChildRequestContext {
     public let clientIP: String
     public let identity: Identity
     public let preferences: VisitorPreferences
+    public let beaconToken: String?
     var csrfToken: String { self.identity.session.csrfToken }
 
     public init(context: AppRequestContext) throws {
@@ -52,6 +58,7 @@ public struct SignedInContext: ChildRequestContext {
         self.clientIP = context.clientIP
         self.identity = identity
         self.preferences = context.preferences
+        self.beaconToken = context.beaconToken
     }
 
     var user: User { self.identity.user }

@@ -2,6 +2,7 @@ import EaselBlobs
 import EaselCore
 import EaselStore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
@@ -42,6 +43,24 @@ public struct WebDependencies: Sendable {
     public var avatars: AvatarService?
     /// Stripe billing; nil hides every billing page and link.
     public var billing: BillingService?
+    /// Data rights (Settings → Privacy, /admin/privacy, unsubscribe); nil leaves them out.
+    public var privacy: PrivacyService?
+    /// Buffers the request log and page views; nil records neither (some tests of other parts).
+    public var traffic: TrafficRecorder?
+    /// EASEL_ANALYTICS: page views are counted and the cookie banner is shown.
+    public var analytics = false
+    /// Headers a trusted proxy puts the visitor's country and region in (EASEL_COUNTRY_HEADER,
+    /// EASEL_REGION_HEADER); nil ignores them.
+    public var countryHeader: String? = "CF-IPCountry"
+    public var regionHeader: String?
+    /// The jobs, for the admin page that lists them and their last runs.
+    public var scheduler: Scheduler?
+    /// "Export everything" (its block on the Privacy page); nil leaves it out.
+    public var exports: ExportService?
+    /// Wakes the export job after a request.
+    public var exportQueued: @Sendable () -> Void = {}
+    /// The Privacy Policy and Terms pages and the notice of a material change; nil leaves them out.
+    public var policy: PolicyService?
 
     public init(
         siteName: String, assets: AssetCatalog, readinessChecks: [ReadinessCheck], blobs: any BlobStore, blobURLSigner: BlobURLSigner,
@@ -74,14 +93,20 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     let views = ViewRenderer(
         assets: dependencies.assets, siteName: dependencies.siteName, localizer: dependencies.localizer,
         externalSignInLabel: dependencies.externalSignIn?.buttonLabel, studio: dependencies.generation != nil,
-        billing: dependencies.billing != nil
+        billing: dependencies.billing != nil, analytics: dependencies.analytics && dependencies.traffic != nil
     )
     let router = Router(context: AppRequestContext.self)
     // Outermost first: headers go on every response, errors included.
     router.add(middleware: SecurityHeadersMiddleware(strictTransportSecurity: dependencies.servesTLS))
-    router.add(middleware: AccessLogMiddleware())
+    // The client address first, so the request log keeps the visitor's network, not the proxy's.
+    router.add(
+        middleware: ClientAddressMiddleware(
+            trusted: dependencies.trustedProxies, countryHeader: dependencies.countryHeader.flatMap { HTTPField.Name($0) },
+            regionHeader: dependencies.regionHeader.flatMap { HTTPField.Name($0) }
+        )
+    )
+    router.add(middleware: AccessLogMiddleware(recorder: dependencies.traffic))
     router.add(middleware: CompressionMiddleware())
-    router.add(middleware: ClientAddressMiddleware(trusted: dependencies.trustedProxies))
     router.add(middleware: PreferencesMiddleware())
     router.add(middleware: ErrorMiddleware(views: views))
     let cookies = CookiePolicy(publicURL: dependencies.publicURL)
@@ -91,11 +116,32 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     router.add(middleware: ErrorMiddleware(views: views))
     // A multipart form (the avatar upload) is read whole to find its token: cap it there.
     router.add(middleware: CSRFMiddleware(publicOrigin: origin(of: dependencies.publicURL), multipartLimit: ProfileController.uploadBodyLimit))
+    // An account awaiting deletion sees only the page that offers to cancel it.
+    router.add(middleware: DeletionPendingMiddleware(database: dependencies.database))
+    // After a material policy change, page views lead to the notice until it is acknowledged.
+    if let policy = dependencies.policy {
+        router.add(middleware: PolicyNoticeMiddleware(policy: policy))
+    }
+    if dependencies.analytics, let traffic = dependencies.traffic {
+        router.add(middleware: AnalyticsMiddleware(recorder: traffic, database: dependencies.database, ownHost: dependencies.publicURL.host))
+    }
 
     HealthController(checks: dependencies.readinessChecks, timeout: .seconds(5)).addRoutes(to: router)
     StaticController(assets: dependencies.assets).addRoutes(to: router)
     HomeController(views: views).addRoutes(to: router)
+    if let policy = dependencies.policy {
+        PolicyController(policy: policy, views: views, mailQueued: dependencies.mailQueued).addRoutes(to: router)
+    }
     PreferencesController(cookies: cookies, publicOrigin: origin(of: dependencies.publicURL), views: views).addRoutes(to: router)
+    CookieChoicesController(
+        cookies: cookies, publicOrigin: origin(of: dependencies.publicURL), views: views, database: dependencies.database,
+        recorder: dependencies.traffic, analytics: dependencies.analytics && dependencies.traffic != nil
+    ).addRoutes(to: router)
+    AdminAnalyticsController(database: dependencies.database, views: views, analytics: dependencies.analytics && dependencies.traffic != nil)
+        .addRoutes(to: router)
+    if let scheduler = dependencies.scheduler {
+        AdminJobsController(scheduler: scheduler, database: dependencies.database, views: views).addRoutes(to: router)
+    }
     SignedBlobController(blobs: dependencies.blobs, signer: dependencies.blobURLSigner).addRoutes(to: router)
     let twoFactor = TwoFactorController(
         accounts: dependencies.accounts, twoFactor: dependencies.twoFactor, database: dependencies.database, views: views, cookies: cookies,
@@ -137,6 +183,17 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
             wakeDispatcher: dependencies.wakeDispatcher
         ).addRoutes(to: api, router: router)
         StudioController(generation: generation, database: dependencies.database, views: views).addRoutes(to: router)
+    }
+    if let privacy = dependencies.privacy {
+        let exports = dependencies.exports.map {
+            ExportController(exports: $0, views: views, blobs: dependencies.blobs, exportQueued: dependencies.exportQueued)
+        }
+        exports?.addRoutes(to: router)
+        PrivacyController(
+            privacy: privacy, accounts: dependencies.accounts, twoFactor: dependencies.twoFactor, database: dependencies.database, views: views,
+            cookies: cookies, mailQueued: dependencies.mailQueued, exports: exports
+        ).addRoutes(to: router)
+        AdminPrivacyController(privacy: privacy, database: dependencies.database, views: views, mailQueued: dependencies.mailQueued).addRoutes(to: router)
     }
     if let billing = dependencies.billing {
         let records = BillingController(billing: billing, database: dependencies.database, views: views, mailQueued: dependencies.mailQueued)

@@ -13,7 +13,7 @@ struct Easel: AsyncParsableCommand {
         abstract: "A self-hosted image studio for OpenAI's GPT Image models.",
         discussion: "Settings come from the command line (--port 8080), then the environment (EASEL_PORT), then ./.env, then defaults. See sample.env.",
         version: EaselVersion.current,
-        subcommands: [Serve.self, Migrate.self, ConfigCommand.self, Jobs.self, Backup.self, Restore.self, AdminCommand.self, Keys.self, Credits.self, Version.self],
+        subcommands: [Serve.self, Migrate.self, ConfigCommand.self, Jobs.self, Backup.self, Restore.self, AdminCommand.self, Keys.self, Credits.self, PolicyCommand.self, Version.self],
         defaultSubcommand: Serve.self
     )
 }

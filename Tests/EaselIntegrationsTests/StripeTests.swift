@@ -564,7 +564,7 @@ struct StripeEventTests {
         )
     }
 
-    @Test("charge.refunded (2024-06-20): card last four, invoice, and the card's country when there is no billing address")
+    @Test("charge.refunded (2024-06-20): card last four, invoice, and no country when there is no billing address (the card's issuing country is not kept)")
     func chargeOldShape() throws {
         let object = """
             {
@@ -586,7 +586,7 @@ struct StripeEventTests {
             event.charge
                 == StripeCharge(
                     id: "ch_3PdT0a", customer: "cus_QA1bcD", paymentIntent: "pi_3PdT0a", invoice: "in_1PdT0Z", amount: 1500, amountRefunded: 500,
-                    currency: "usd", refunded: false, status: "succeeded", cardLast4: "4242", country: "US"
+                    currency: "usd", refunded: false, status: "succeeded", cardLast4: "4242", country: nil
                 )
         )
     }
@@ -668,7 +668,7 @@ struct LiveStripeAPITests {
         secretKey: String? = nil, apiBase: URL? = nil, timeout: Duration = .seconds(10), apiVersion: String? = nil,
         _ body: (LiveStripeAPI) async throws -> T
     ) async throws -> T {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(timeout: .init(connect: .seconds(1))))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(timeout: .init(connect: .seconds(5))))
         let api = LiveStripeAPI(
             configuration: StripeConfiguration(
                 secretKey: secretKey ?? self.peer.secretKey, apiBase: apiBase ?? self.peer.baseURL, timeout: timeout, apiVersion: apiVersion
@@ -984,8 +984,8 @@ struct LiveStripeAPITests {
     @Test("an answer slower than the timeout is timeout; an API base where nothing listens is unavailable")
     func timeoutAndUnreachable() async throws {
         let key = Self.key("slow")
-        try await self.peer.failNext(count: 1, status: 500, delay: .seconds(3), idempotencyKeyPrefix: key)
-        let slow = try await self.withAPI(timeout: .milliseconds(500)) { api in
+        try await self.peer.failNext(count: 1, status: 500, delay: .seconds(8), idempotencyKeyPrefix: key)
+        let slow = try await self.withAPI(timeout: .seconds(1)) { api in
             await Self.stripeError { () async throws(StripeError) in
                 try await api.createCustomer(email: "t@example.com", name: nil, metadata: [:], idempotencyKey: key)
             }

@@ -264,6 +264,46 @@ struct BillingTests {
         }
     }
 
+    @Test("Invoice edge cases: a proration invoice brings no month; a plan gone from the catalog still brings what was promised; an invoice set aside for an unknown person applies when resent; 'started' is mailed once whatever comes first")
+    func invoiceEdges() async throws {
+        try await self.withBilling { services, client in
+            let user = try await self.account(services, "kim@example.org")
+            let t = Int(Date().timeIntervalSince1970)
+            // Before the customer is known (and without metadata): set aside, retryable.
+            let first = Self.event("evt_k1", "invoice.paid", created: t,
+                                   Self.invoice("in_k1", customer: "cus_kim", subscription: "sub_kim", price: "price_starter", amount: 900,
+                                                reason: "subscription_create", intent: "pi_k1"))
+            let firstHeader = try await StripeSigner.sign([(Array(first.utf8), [Self.secret], Date())])[0]
+            #expect(try await self.deliver(client, first, header: firstHeader).status == .ok)
+            #expect(try await services.database.creditBalance(userID: user.id!) == 0)
+            try await services.database.linkStripeCustomer(userID: user.id!, customerID: "cus_kim")
+            #expect(try await self.deliver(client, first, header: firstHeader).status == .ok)
+            #expect(try await services.database.creditBalance(userID: user.id!) == 300, "the resent event applies once the person is known")
+            #expect(try await self.deliver(client, first, header: firstHeader).status == .ok)
+            #expect(try await services.database.creditBalance(userID: user.id!) == 300, "and only once")
+
+            let proration = Self.invoice("in_k2", customer: "cus_kim", subscription: "sub_kim", price: "price_studio", amount: 1600,
+                                         reason: "subscription_update", intent: "pi_k2")
+            let gone = Self.invoice("in_k3", customer: "cus_kim", subscription: "sub_kim", price: "price_retired", amount: 900,
+                                    reason: "subscription_cycle", intent: "pi_k3")
+                .replacingOccurrences(of: #""lines":"#, with: #""subscription_details":{"metadata":{"easel_item":"legacy","easel_credits":"250"}},"lines":"#)
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_k2", "invoice.paid", created: t + 1, proration),
+                Self.event("evt_k3", "invoice.paid", created: t + 2, gone),
+                Self.event("evt_k4", "checkout.session.completed", created: t + 3, #"""
+                    {"id":"cs_kim","object":"checkout.session","mode":"subscription","status":"complete","payment_status":"paid",
+                     "client_reference_id":"\#(user.id!)","customer":"cus_kim","subscription":"sub_kim","amount_total":900,"currency":"usd",
+                     "metadata":{"easel_user_id":"\#(user.id!)","easel_item":"starter"}}
+                    """#),
+            ])
+            #expect(try await services.database.creditBalance(userID: user.id!) == 300 + 0 + 250)
+            #expect(try await services.database.payments(userID: user.id!).count == 3)
+            let kinds = try await services.database.recentMails().filter { $0.toEmail == "kim@example.org" }.map(\.kind)
+            #expect(kinds.filter { $0 == "subscription_started" }.count == 1, "\(kinds)")
+            #expect(try await services.database.verifyCreditBalances().isEmpty)
+        }
+    }
+
     @Test("An asynchronous payment: pending first, credits only when it succeeds; a failed one grants nothing and is mailed")
     func asyncPayments() async throws {
         try await self.withBilling { services, client in

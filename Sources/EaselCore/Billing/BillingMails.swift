@@ -29,7 +29,7 @@ extension AccountMails {
                     "item": item, "amount": MoneyFormat.string(amount: payment.amount, currency: payment.currency),
                     "credits": String(payment.credits), "reference": payment.reference, "card": card,
                 ],
-                paragraphs: ["p1", "p2", "p3"], action: ("mail.receipt.action", billingURL)
+                paragraphs: payment.credits > 0 ? ["p1", "p2", "p3"] : ["p1", "p3"], action: ("mail.receipt.action", billingURL)
             )
         case .subscriptionStarted(let planID):
             return self.localizedDraft(

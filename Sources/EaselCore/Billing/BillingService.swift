@@ -62,6 +62,7 @@ public struct BillingService: Sendable {
     /// A Checkout Session for a plan or pack; `requestKey` (from the page that offered it) makes a
     /// double submit the same session. Answers where to send the browser.
     public func checkout(user: User, itemID: String, requestKey: String, language: Language) async throws -> URL {
+        let requestKey = String(requestKey.prefix(64))
         let userID = user.id!
         let mode: StripeCheckoutRequest.Mode
         let price: String
@@ -74,6 +75,8 @@ public struct BillingService: Sendable {
             mode = .subscription
             price = plan.stripePrice
             metadata["easel_kind"] = "subscription"
+            // What a month brings, should the plan later leave the catalog.
+            metadata["easel_credits"] = String(plan.monthlyCredits)
         } else if let pack = self.catalog.pack(id: itemID) {
             mode = .payment
             price = pack.stripePrice
@@ -82,7 +85,7 @@ public struct BillingService: Sendable {
         } else {
             throw BillingError(.unknownItem, "There is no plan or pack called \(itemID).")
         }
-        let customer = try await self.customer(for: user)
+        let customer = try await self.customer(for: user, requestKey: requestKey)
         let base = self.settings.publicURL.absoluteString
         let request = StripeCheckoutRequest(
             mode: mode, customer: customer, price: price, clientReferenceID: String(userID), metadata: metadata,
@@ -90,7 +93,7 @@ public struct BillingService: Sendable {
             locale: Self.checkoutLocale(language), subscriptionMetadata: mode == .subscription ? metadata : [:],
             paymentIntentMetadata: mode == .payment ? metadata : [:]
         )
-        let key = "easel-checkout-\(userID)-\(itemID)-\(requestKey.prefix(64))"
+        let key = "easel-checkout-\(userID)-\(itemID)-\(requestKey)"
         do {
             return try await self.stripe.createCheckoutSession(request, idempotencyKey: key).url
         } catch {
@@ -114,14 +117,15 @@ public struct BillingService: Sendable {
         }
     }
 
-    /// The person's Stripe customer, made (once: a fixed idempotency key) before their first checkout.
-    func customer(for user: User) async throws -> String {
+    /// The person's Stripe customer, made before their first checkout (the first one made is kept).
+    func customer(for user: User, requestKey: String) async throws -> String {
         let userID = user.id!
         if let known = try await self.database.stripeCustomerID(userID: userID) { return known }
         do {
             let made = try await self.stripe.createCustomer(
                 email: user.email, name: user.displayName.isEmpty ? nil : user.displayName, metadata: ["easel_user_id": String(userID)],
-                idempotencyKey: "easel-customer-\(userID)"
+                // Per page, not per person: Stripe replays a key's first answer (a 500 too) for 24 hours.
+                idempotencyKey: "easel-customer-\(userID)-\(requestKey)"
             )
             return try await self.database.linkStripeCustomer(userID: userID, customerID: made)
         } catch let error as StripeError {
@@ -175,7 +179,9 @@ public struct BillingService: Sendable {
         case "invoice.paid", "invoice.payment_failed":
             guard let invoice = event.invoice else { return try await self.setAside(record, "not an invoice", now) }
             guard let outcome = try await self.invoiceOutcome(invoice) else {
-                return try await self.setAside(record, "an invoice of no known person or plan", now)
+                // Maybe the catalog lacks the plan: a resend after fixing it must still apply.
+                self.logger.error("an invoice of no known person or plan", metadata: ["invoice": .string(invoice.id), "price": .string(invoice.priceID ?? "")])
+                return try await self.setAside(record, "an invoice of no known person or plan", now, retryable: true)
             }
             return event.type == "invoice.paid"
                 ? try await self.database.applyInvoicePaid(outcome, event: record, mail: mail, now: now)
@@ -190,9 +196,18 @@ public struct BillingService: Sendable {
             let state = SubscriptionState(
                 subscriptionID: subscription.id, userID: userID, planID: plan?.id ?? subscription.metadata["easel_item"], priceID: subscription.priceID,
                 status: event.type == "customer.subscription.deleted" ? "canceled" : subscription.status,
-                cancelAtPeriodEnd: subscription.cancelAtPeriodEnd, currentPeriodEnd: subscription.currentPeriodEnd
+                // Newer portals cancel with a date (cancel_at) rather than the flag.
+                cancelAtPeriodEnd: subscription.cancelAtPeriodEnd || subscription.cancelAt != nil,
+                currentPeriodEnd: subscription.cancelAt ?? subscription.currentPeriodEnd
             )
             return try await self.database.applySubscriptionState(state, event: record, mail: mail, now: now)
+
+        case "invoice_payment.paid":
+            // API 2025-03-31 and later: the link between an invoice and its payment intent.
+            guard let invoiceID = event.object["invoice"]?.expandableID, let intent = event.object.at("payment", "payment_intent")?.expandableID else {
+                return try await self.setAside(record, "an invoice payment without invoice or payment intent", now)
+            }
+            return try await self.database.applyInvoicePayment(invoiceID: invoiceID, paymentIntentID: intent, event: record, now: now)
 
         case "charge.succeeded", "charge.refunded", "charge.updated":
             guard let charge = event.charge else { return try await self.setAside(record, "not a charge", now) }
@@ -207,8 +222,8 @@ public struct BillingService: Sendable {
         }
     }
 
-    private func setAside(_ event: BillingEvent, _ reason: String, _ now: Date) async throws -> BillingEventOutcome {
-        try await self.database.recordBillingEvent(event, ignoredBecause: reason, now: now)
+    private func setAside(_ event: BillingEvent, _ reason: String, _ now: Date, retryable: Bool = false) async throws -> BillingEventOutcome {
+        try await self.database.recordBillingEvent(event, ignoredBecause: reason, retryable: retryable, now: now)
     }
 
     /// Whose and what a session is, from what Easel put on it at checkout.
@@ -231,7 +246,7 @@ public struct BillingService: Sendable {
             )
         }
         // The credits promised at checkout, even if the pack has left the catalog since.
-        guard let credits = self.catalog.pack(id: itemID)?.credits ?? session.metadata["easel_credits"].flatMap(Int.init), credits > 0 else {
+        guard let credits = session.metadata["easel_credits"].flatMap(Int.init) ?? self.catalog.pack(id: itemID)?.credits, credits > 0 else {
             return nil
         }
         return CheckoutOutcome(
@@ -243,11 +258,17 @@ public struct BillingService: Sendable {
 
     func invoiceOutcome(_ invoice: StripeInvoice) async throws -> InvoiceOutcome? {
         guard let userID = try await self.userID(customer: invoice.customer, metadata: invoice.subscriptionMetadata) else { return nil }
-        guard let plan = invoice.priceID.flatMap({ self.catalog.plan(stripePrice: $0) }) ?? invoice.subscriptionMetadata["easel_item"].flatMap({ self.catalog.plan(id: $0) })
+        let plan = invoice.priceID.flatMap({ self.catalog.plan(stripePrice: $0) }) ?? invoice.subscriptionMetadata["easel_item"].flatMap({ self.catalog.plan(id: $0) })
+        // A plan that has left the catalog still brings what was promised at checkout.
+        guard let planID = plan?.id ?? invoice.subscriptionMetadata["easel_item"],
+            let monthly = plan?.monthlyCredits ?? invoice.subscriptionMetadata["easel_credits"].flatMap(Int.init)
         else { return nil }
+        // A month's credits come with the first invoice and each renewal only: a proration
+        // invoice after a plan change is money, not another month.
+        let bringsMonth = invoice.billingReason.map { ["subscription_create", "subscription_cycle", "subscription"].contains($0) } ?? true
         return InvoiceOutcome(
-            invoiceID: invoice.id, userID: userID, subscriptionID: invoice.subscription, planID: plan.id, credits: plan.monthlyCredits,
-            rolloverCap: plan.rolloverCap, isRenewal: invoice.billingReason == "subscription_cycle",
+            invoiceID: invoice.id, userID: userID, subscriptionID: invoice.subscription, planID: planID, credits: bringsMonth ? monthly : 0,
+            rolloverCap: plan?.rolloverCap, isRenewal: invoice.billingReason == "subscription_cycle",
             amount: invoice.amountPaid > 0 ? invoice.amountPaid : invoice.amountDue, currency: invoice.currency, paymentIntentID: invoice.paymentIntent,
             periodStart: invoice.periodStart, periodEnd: invoice.periodEnd
         )

@@ -62,6 +62,8 @@ public struct GenerationError: Error, Sendable, Equatable, CustomStringConvertib
         case invalid, rateLimited = "rate_limited", tooManyActiveTasks = "too_many_active_tasks"
         case insufficientCredits = "insufficient_credits", idempotencyConflict = "idempotency_conflict"
         case notFound = "not_found", notAnImage = "not_an_image", tooLarge = "too_large"
+        /// The person restricted processing, or their account awaits deletion.
+        case restricted = "processing_restricted"
     }
 
     public var kind: Kind
@@ -191,6 +193,10 @@ public struct GenerationService: Sendable {
                 throw GenerationError(.insufficientCredits, "This costs \(needed) credits and your balance is \(balance).")
             }
             throw GenerationError(.notFound, "Your account was not found.")
+        } catch PrivacyStoreError.processingRestricted {
+            throw GenerationError(
+                .restricted, "Processing is restricted on this account, so no images are made. Lift the restriction under Settings → Privacy to create again."
+            )
         } catch let error as GenerationStoreError {
             switch error {
             case .idempotencyKeyReused:

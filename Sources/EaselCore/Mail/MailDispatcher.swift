@@ -38,7 +38,7 @@ public struct MailDispatcher: Sendable {
             }
             let message = MailMessage(
                 from: self.from, to: [MailAddress(mail.toEmail, name: mail.toName)], subject: mail.subject,
-                text: mail.textBody, html: mail.htmlBody, messageID: mail.messageID, date: mail.createdAt
+                text: mail.textBody, html: mail.htmlBody, messageID: mail.messageID, date: mail.createdAt, headers: mail.extraHeaders
             )
             let failure: MailDeliveryError?
             do {

@@ -37,6 +37,10 @@ public struct MIMEMessage: Sendable {
         headers.append(MIMEHeader.unstructured("Subject", self.message.subject))
         headers.append("Date: " + MIMEHeader.date(self.message.date))
         headers.append("Message-ID: " + MIMEHeader.messageID(self.message.messageID))
+        for extra in self.message.allowedExtraHeaders {
+            // Folded at spaces only: "<https://…>, <mailto:…>" keeps each address whole.
+            headers.append(MIMEHeader.fold(extra.name, MIMEHeader.sanitize(extra.value).split(separator: " ").map(String.init)))
+        }
         headers.append("MIME-Version: 1.0")
 
         guard let html = self.message.html else {

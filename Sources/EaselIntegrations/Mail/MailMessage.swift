@@ -27,8 +27,15 @@ public struct MailMessage: Sendable, Equatable, Codable {
     /// delivery carries the same id.
     public var messageID: String
     public var date: Date
+    /// Extra headers such as List-Unsubscribe; names that are not plain tokens, and names of
+    /// headers set from the fields above, are dropped when the mail is rendered.
+    public var headers: [String: String]
 
-    public init(from: MailAddress, to: [MailAddress], replyTo: MailAddress? = nil, subject: String, text: String, html: String? = nil, messageID: String, date: Date) {
+    public init(
+        from: MailAddress, to: [MailAddress], replyTo: MailAddress? = nil, subject: String, text: String, html: String? = nil, messageID: String, date: Date,
+        headers: [String: String] = [:]
+    ) {
+        self.headers = headers
         self.from = from
         self.to = to
         self.replyTo = replyTo
@@ -37,6 +44,21 @@ public struct MailMessage: Sendable, Equatable, Codable {
         self.html = html
         self.messageID = messageID
         self.date = date
+    }
+}
+
+extension MailMessage {
+    /// The extra headers that may be sent, sorted by name: names of letters, digits and '-',
+    /// never one Easel sets itself.
+    public var allowedExtraHeaders: [(name: String, value: String)] {
+        let reserved: Set<String> = [
+            "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version", "content-type",
+            "content-transfer-encoding", "sender", "return-path",
+        ]
+        return self.headers.filter { name, _ in
+            !name.isEmpty && name.count <= 64 && !reserved.contains(name.lowercased())
+                && name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" }
+        }.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
     }
 }
 

@@ -143,6 +143,9 @@ struct SendEmailRequest: Encodable {
         self.html = message.html
         self.replyTo = message.replyTo.map(MIMEHeader.displayForm)
         self.headers = ["Message-ID": MIMEHeader.messageID(message.messageID)]
+        for extra in message.allowedExtraHeaders {
+            self.headers[extra.name] = MIMEHeader.sanitize(extra.value)
+        }
     }
 
     enum CodingKeys: String, CodingKey {

@@ -333,7 +333,8 @@ public struct StripeCharge: Sendable, Equatable {
             refunded: json["refunded"]?.bool ?? false,
             status: json["status"]?.string,
             cardLast4: json.at("payment_method_details", "card", "last4")?.string,
-            country: json.at("billing_details", "address", "country")?.string ?? json.at("payment_method_details", "card", "country")?.string
+            // The billing address's country only: the card's issuing country is not a field Easel keeps.
+            country: json.at("billing_details", "address", "country")?.string
         )
     }
 }

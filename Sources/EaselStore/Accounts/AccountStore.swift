@@ -304,6 +304,9 @@ extension AppDatabase {
             textBody: draft.text, htmlBody: draft.html, messageID: draft.messageID, status: .queued, attempts: 0,
             nextAttemptAt: now, lastError: nil, transport: nil, createdAt: now, sentAt: nil
         )
+        if !draft.headers.isEmpty {
+            mail.headers = String(decoding: try JSONEncoder().encode(draft.headers), as: UTF8.self)
+        }
         try mail.insert(db)
     }
 }

@@ -159,9 +159,17 @@ public struct OutboxMail: Codable, Sendable, Equatable, Identifiable, FetchableR
     public var transport: String?
     public var createdAt: Date
     public var sentAt: Date?
+    /// Extra headers as a JSON object (List-Unsubscribe on non-essential mail); nil for none.
+    public var headers: String? = nil
+
+    /// `headers` decoded; empty when there are none.
+    public var extraHeaders: [String: String] {
+        guard let headers, let decoded = try? JSONDecoder().decode([String: String].self, from: Data(headers.utf8)) else { return [:] }
+        return decoded
+    }
 
     enum CodingKeys: String, CodingKey {
-        case id, kind, subject, status, attempts, transport
+        case id, kind, subject, status, attempts, transport, headers
         case toEmail = "to_email"
         case toName = "to_name"
         case textBody = "text_body"
@@ -187,8 +195,12 @@ public struct MailDraft: Sendable, Equatable {
     public var text: String
     public var html: String?
     public var messageID: String
+    /// Extra headers (List-Unsubscribe and List-Unsubscribe-Post on non-essential mail).
+    public var headers: [String: String]
 
-    public init(kind: String, toEmail: String, toName: String?, subject: String, text: String, html: String?, messageID: String) {
+    public init(
+        kind: String, toEmail: String, toName: String?, subject: String, text: String, html: String?, messageID: String, headers: [String: String] = [:]
+    ) {
         self.kind = kind
         self.toEmail = toEmail
         self.toName = toName
@@ -196,5 +208,6 @@ public struct MailDraft: Sendable, Equatable {
         self.text = text
         self.html = html
         self.messageID = messageID
+        self.headers = headers
     }
 }

@@ -78,11 +78,13 @@ public struct Subscription: Codable, Sendable, Equatable, FetchableRecord, Persi
     public var cancelAtPeriodEnd: Bool
     public var currentPeriodEnd: Date?
     public var stateAt: Date?
+    public var startedMailed: Bool
     public var createdAt: Date
     public var updatedAt: Date
 
     enum CodingKeys: String, CodingKey {
         case status
+        case startedMailed = "started_mailed"
         case stripeSubscriptionID = "stripe_subscription_id"
         case userID = "user_id"
         case planID = "plan_id"

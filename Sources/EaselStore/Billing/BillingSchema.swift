@@ -94,4 +94,17 @@ extension AppDatabase {
                 WHERE payment_ref IS NOT NULL AND kind = 'purchase';
             """)
     }
+
+    /// Second billing migration: which payment intent paid an invoice (newer Stripe API versions
+    /// say so in their own event), and whether "subscription started" was mailed.
+    static func addBillingLinks(_ db: Database) throws {
+        try db.create(table: "stripe_invoice_payment") { t in
+            t.primaryKey("invoice_id", .text)
+            t.column("payment_intent_id", .text).notNull()
+            t.column("created_at", .datetime).notNull()
+        }
+        try db.alter(table: "subscription") { t in
+            t.add(column: "started_mailed", .boolean).notNull().defaults(to: false)
+        }
+    }
 }

@@ -36,19 +36,32 @@ extension AppDatabase {
     // MARK: Events
 
     /// Records an event that changes nothing (unknown type, unknown customer…), once.
+    /// `retryable`: set aside for a reason an admin can fix (a plan missing from the catalog), so
+    /// the same event resent later is applied rather than taken for a repeat.
     @discardableResult
-    public func recordBillingEvent(_ event: BillingEvent, ignoredBecause reason: String, now: Date = Date()) async throws -> BillingEventOutcome {
+    public func recordBillingEvent(_ event: BillingEvent, ignoredBecause reason: String, retryable: Bool = false, now: Date = Date()) async throws
+        -> BillingEventOutcome
+    {
         try await self.writer.write { db in
             guard try Self.claimEvent(db, event, now: now) else { return .duplicate }
-            try Self.settleEvent(db, event, .ignored(reason))
+            try db.execute(
+                sql: "UPDATE stripe_event SET outcome = ? WHERE id = ?", arguments: [(retryable ? Self.retryablePrefix : "ignored: ") + reason, event.id]
+            )
             return .ignored(reason)
         }
     }
 
-    /// Inserts the event's record; false when it was applied before.
+    static let retryablePrefix = "set aside, may be resent: "
+
+    /// Inserts the event's record; false when it was applied before. An event set aside as
+    /// retryable may be claimed again.
     private static func claimEvent(_ db: Database, _ event: BillingEvent, now: Date) throws -> Bool {
         try db.execute(
-            sql: "INSERT INTO stripe_event (id, type, created_at, received_at, outcome) VALUES (?, ?, ?, ?, 'applying') ON CONFLICT(id) DO NOTHING",
+            sql: """
+                INSERT INTO stripe_event (id, type, created_at, received_at, outcome) VALUES (?, ?, ?, ?, 'applying')
+                ON CONFLICT(id) DO UPDATE SET outcome = 'applying', received_at = excluded.received_at
+                WHERE stripe_event.outcome LIKE '\(Self.retryablePrefix)%'
+                """,
             arguments: [event.id, event.type, event.created, now]
         )
         return db.changesCount == 1
@@ -87,10 +100,8 @@ extension AppDatabase {
             switch outcome.kind {
             case .subscription:
                 guard let subscriptionID = outcome.subscriptionID else { return .ignored("no subscription on the session") }
-                let created = try Self.ensureSubscription(db, id: subscriptionID, userID: outcome.userID, planID: outcome.productID, now: now)
-                if created, event.type == "checkout.session.completed" {
-                    try Self.queue(mail(.subscriptionStarted(planID: outcome.productID), user), db, now)
-                }
+                _ = try Self.ensureSubscription(db, id: subscriptionID, userID: outcome.userID, planID: outcome.productID, now: now)
+                try Self.mailStartedOnce(db, subscriptionID: subscriptionID, user: user, mail: mail, now: now)
                 return .applied
             case .pack:
                 var payment =
@@ -137,6 +148,9 @@ extension AppDatabase {
             guard payment.status != .paid else { return .applied }
             if let subscriptionID = invoice.subscriptionID {
                 _ = try Self.ensureSubscription(db, id: subscriptionID, userID: invoice.userID, planID: invoice.planID, now: now)
+                if !invoice.isRenewal && invoice.credits > 0 {
+                    try Self.mailStartedOnce(db, subscriptionID: subscriptionID, user: user, mail: mail, now: now)
+                }
                 // A paid invoice ends a past_due spell unless a newer event said otherwise.
                 try db.execute(
                     sql: """
@@ -156,15 +170,22 @@ extension AppDatabase {
                     )
                 }
             }
-            if invoice.isRenewal, let cap = invoice.rolloverCap, let subscriptionID = invoice.subscriptionID {
+            // The period before this one, by period dates (not arrival order); none expire when a
+            // later period was already paid (its renewal did the trimming).
+            let laterPaid =
+                try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM payment WHERE subscription_id = ? AND status = 'paid' AND period_start > ?)",
+                    arguments: [invoice.subscriptionID, invoice.periodStart]
+                ) ?? false
+            if invoice.isRenewal, !laterPaid, let cap = invoice.rolloverCap, let subscriptionID = invoice.subscriptionID {
                 let previous =
                     try Int.fetchOne(
                         db,
                         sql: """
-                            SELECT credits FROM payment WHERE subscription_id = ? AND status = 'paid' AND id <> ?
-                            ORDER BY COALESCE(period_start, paid_at) DESC LIMIT 1
+                            SELECT credits FROM payment WHERE subscription_id = ? AND status = 'paid' AND id <> ? AND period_end <= ?
+                            ORDER BY period_end DESC LIMIT 1
                             """,
-                        arguments: [subscriptionID, payment.id]
+                        arguments: [subscriptionID, payment.id, invoice.periodStart]
                     ) ?? 0
                 let balance = try Int.fetchOne(db, sql: "SELECT balance FROM credit_balance WHERE user_id = ?", arguments: [invoice.userID]) ?? 0
                 let expiring = max(0, min(balance - cap, previous))
@@ -213,6 +234,12 @@ extension AppDatabase {
 
     private static func invoicePayment(_ db: Database, _ invoice: InvoiceOutcome, now: Date) throws -> Payment {
         if let existing = try Payment.filter(Column("invoice_id") == invoice.invoiceID).fetchOne(db) { return existing }
+        var invoice = invoice
+        if invoice.paymentIntentID == nil {
+            invoice.paymentIntentID = try String.fetchOne(
+                db, sql: "SELECT payment_intent_id FROM stripe_invoice_payment WHERE invoice_id = ?", arguments: [invoice.invoiceID]
+            )
+        }
         var payment = Payment(
             id: nil, userID: invoice.userID, pseudonym: nil, kind: .subscription, productID: invoice.planID, checkoutSessionID: nil,
             invoiceID: invoice.invoiceID, paymentIntentID: invoice.paymentIntentID, subscriptionID: invoice.subscriptionID, amount: invoice.amount,
@@ -246,6 +273,9 @@ extension AppDatabase {
             subscription.stateAt = event.created
             subscription.updatedAt = now
             try subscription.update(db)
+            if ["active", "trialing", "past_due"].contains(subscription.status) {
+                try Self.mailStartedOnce(db, subscriptionID: subscription.stripeSubscriptionID, user: user, mail: mail, now: now)
+            }
 
             if subscription.hasEnded && !before.hasEnded {
                 try Self.queue(mail(.subscriptionEnded(planID: subscription.planID), user), db, now)
@@ -256,6 +286,20 @@ extension AppDatabase {
             }
             return .applied
         }
+    }
+
+    /// "Subscription started", whichever event first shows the subscription alive.
+    private static func mailStartedOnce(_ db: Database, subscriptionID: String, user: User, mail: BillingMailComposer, now: Date) throws {
+        try db.execute(
+            sql: """
+                UPDATE subscription SET started_mailed = 1
+                WHERE stripe_subscription_id = ? AND started_mailed = 0 AND status NOT IN ('canceled', 'incomplete_expired', 'incomplete')
+                """,
+            arguments: [subscriptionID]
+        )
+        guard db.changesCount == 1 else { return }
+        let planID = try String.fetchOne(db, sql: "SELECT plan_id FROM subscription WHERE stripe_subscription_id = ?", arguments: [subscriptionID])
+        try Self.queue(mail(.subscriptionStarted(planID: planID), user), db, now)
     }
 
     /// The subscription's row, made if missing; true when it was made now.
@@ -308,6 +352,25 @@ extension AppDatabase {
             )
             guard var payment = try Self.payment(db, paymentIntentID: charge.paymentIntentID, invoiceID: charge.invoiceID) else {
                 return .ignored("kept until its payment arrives")
+            }
+            try Self.settleCharges(db, payment: &payment, now: now)
+            return .applied
+        }
+    }
+
+    /// invoice_payment.paid (Stripe API 2025-03-31 on): which payment intent paid an invoice, so
+    /// refunds of its charge find the payment. Kept when it arrives before the invoice.
+    public func applyInvoicePayment(invoiceID: String, paymentIntentID: String, event: BillingEvent, now: Date = Date()) async throws -> BillingEventOutcome {
+        try await self.apply(event, now: now) { db in
+            try db.execute(
+                sql: "INSERT INTO stripe_invoice_payment (invoice_id, payment_intent_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                arguments: [invoiceID, paymentIntentID, now]
+            )
+            guard var payment = try Payment.filter(Column("invoice_id") == invoiceID).fetchOne(db) else { return .ignored("kept until its invoice arrives") }
+            if payment.paymentIntentID == nil {
+                payment.paymentIntentID = paymentIntentID
+                payment.updatedAt = now
+                try payment.update(db)
             }
             try Self.settleCharges(db, payment: &payment, now: now)
             return .applied
@@ -454,7 +517,9 @@ extension AppDatabase {
     @discardableResult
     public func deletePayments(createdBefore limit: Date) async throws -> Int {
         try await self.writer.write { db in
-            try Payment.filter(Column("created_at") < limit).deleteAll(db)
+            try db.execute(sql: "DELETE FROM stripe_charge WHERE updated_at < ?", arguments: [limit])
+            try db.execute(sql: "DELETE FROM stripe_invoice_payment WHERE created_at < ?", arguments: [limit])
+            return try Payment.filter(Column("created_at") < limit).deleteAll(db)
         }
     }
 

@@ -91,6 +91,7 @@ extension AppDatabase {
     /// one transaction. The same idempotency key with the same body returns the first task.
     public func submitGenerationTask(_ new: NewGenerationTask, now: Date = Date()) async throws -> SubmitOutcome {
         try await self.writer.write { db in
+            try Self.refuseIfProcessingRestricted(db, userID: new.userID)
             if let key = new.idempotencyKey {
                 if let existing = try GenerationTask.filter(GenerationTask.Columns.userID == new.userID && Column("idempotency_key") == key).fetchOne(db) {
                     guard existing.requestHash == new.requestHash else { throw GenerationStoreError.idempotencyKeyReused }
@@ -263,7 +264,7 @@ extension AppDatabase {
         }
     }
 
-    private static func finishUnsuccessfully(_ db: Database, task: GenerationTask, status: GenerationTask.Status, code: String, message: String, now: Date) throws -> GenerationTask {
+    static func finishUnsuccessfully(_ db: Database, task: GenerationTask, status: GenerationTask.Status, code: String, message: String, now: Date) throws -> GenerationTask {
         var task = task
         if task.creditsReserved > 0 {
             let reason = status == .canceled ? "task \(task.id!) canceled" : "task \(task.id!) failed"

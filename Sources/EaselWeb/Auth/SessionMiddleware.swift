@@ -68,6 +68,11 @@ struct CSRFMiddleware: RouterMiddleware {
         if context.identity == nil, request.uri.path.hasPrefix("/webhooks/") {
             return try await next(request, context)
         }
+        // One-click unsubscribe (RFC 8058) comes from mail providers without cookies or a form
+        // token; the signed token in its URL is the authority, and it can only unsubscribe.
+        if request.uri.path == "/unsubscribe" {
+            return try await next(request, context)
+        }
         if let origin = request.headers[.origin], origin != self.publicOrigin {
             throw WebError(
                 .forbidden, code: "csrf_failed", key: "error.cross_site", ["origin": origin], english: "This request came from another site (\(origin)), so it was refused."

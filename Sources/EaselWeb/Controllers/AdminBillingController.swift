@@ -19,7 +19,7 @@ struct AdminBillingController {
 
     func requireAdmin(_ context: SignedInContext) throws {
         guard context.user.role == .admin else {
-            throw WebError(.forbidden, code: "forbidden", key: "admin.error_admins_only", english: "Only administrators can manage accounts.")
+            throw WebError(.forbidden, code: "forbidden", key: "admin_billing.error_admins_only", english: "Only administrators can see billing.")
         }
     }
 
@@ -126,7 +126,15 @@ struct AdminBillingController {
         formatter.numberStyle = .currency
         formatter.currencyCode = currency.uppercased()
         let digits = formatter.maximumFractionDigits
-        guard let value = Decimal(string: text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: ",", with: ".")) else { return nil }
+        var text = text.trimmingCharacters(in: .whitespaces)
+        // A comma is a decimal separator only alone and followed by at most the currency's
+        // decimals ("12,50"); "1,000" or "1,234.50" are refused rather than misread.
+        if let comma = text.firstIndex(of: ",") {
+            let after = text[text.index(after: comma)...]
+            guard !text.contains("."), text.filter({ $0 == "," }).count == 1, digits > 0, after.count <= digits else { return nil }
+            text.replaceSubrange(comma...comma, with: ".")
+        }
+        guard text.allSatisfy({ $0.isNumber || $0 == "." }), let value = Decimal(string: text) else { return nil }
         var scaled = value
         for _ in 0..<digits { scaled *= 10 }
         var rounded = Decimal()
@@ -170,34 +178,14 @@ struct AdminBillingController {
             let name = String(format: "%04d-%02d", parts.year ?? 0, parts.month ?? 0)
             return paid.first { $0.month == name } ?? MonthlyRevenue(month: name, currency: currency, gross: 0, refunded: 0, payments: 0)
         }
-        let width = 640
-        let height = 220
-        let top = 20
-        let bottom = 30
-        let values = months.map { max(0, $0.gross - $0.refunded) }
-        let peak = max(values.max() ?? 1, 1)
-        let slot = width / max(months.count, 1)
-        let barWidth = min(72, max(8, slot * 6 / 10))
-        var bars = ""
-        for (index, month) in months.enumerated() {
-            let value = values[index]
-            let barHeight = (height - top - bottom) * value / peak
-            let x = index * slot + (slot - barWidth) / 2
-            let y = height - bottom - barHeight
-            let amount = Markup.escape(MoneyFormat.string(amount: value, currency: currency, locale: locale))
-            bars += "<g><title>\(Markup.escape(month.month)): \(amount)</title>"
-            bars += "<rect x=\"\(x)\" y=\(quote(y)) width=\"\(barWidth)\" height=\"\(barHeight)\" rx=\"3\" class=\"bar\"/>"
-            bars += "<text x=\"\(x + barWidth / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\" class=\"axis\">\(Markup.escape(index == 0 || month.month.hasSuffix("-01") ? month.month : String(month.month.suffix(2))))</text>"
-            if value > 0 {
-                bars += "<text x=\"\(x + barWidth / 2)\" y=\"\(max(top - 4, y - 4))\" text-anchor=\"middle\" class=\"value\">\(amount)</text>"
-            }
-            bars += "</g>"
+        let bars = months.enumerated().map { index, month in
+            let value = max(0, month.gross - month.refunded)
+            let amount = MoneyFormat.string(amount: value, currency: currency, locale: locale)
+            return SVGChart.Bar(
+                value: Double(value), axisLabel: index == 0 || month.month.hasSuffix("-01") ? month.month : String(month.month.suffix(2)),
+                title: "\(month.month): \(amount)", valueText: amount
+            )
         }
-        return """
-            <svg class="chart" viewBox="0 0 \(width) \(height)" role="img" aria-label="\(Markup.escape(label)) (\(currency.uppercased()))" xmlns="http://www.w3.org/2000/svg">\
-            <line x1="0" y1="\(height - bottom)" x2="\(width)" y2="\(height - bottom)" class="baseline"/>\(bars)</svg>
-            """
+        return SVGChart.bars(bars, label: "\(label) (\(currency.uppercased()))")
     }
-
-    private static func quote(_ value: Int) -> String { "\"\(value)\"" }
 }

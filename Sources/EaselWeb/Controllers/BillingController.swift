@@ -123,6 +123,7 @@ struct BillingController {
         var layout: LayoutData
         var statusURL: String
         var landed: Bool
+        var failed: Bool
         var balance: Int
     }
 
@@ -130,39 +131,43 @@ struct BillingController {
         let query = request.uri.queryParameters
         let sessionID = query["session_id"].map(String.init) ?? ""
         let item = query["item"].map(String.init) ?? ""
-        let landed = try await self.hasLanded(sessionID: sessionID, item: item, userID: context.user.id!)
+        let state = try await self.checkoutState(sessionID: sessionID, item: item, userID: context.user.id!)
         let page = SuccessPage(
             layout: self.views.layout(title: self.views.text("billing_success.title", [:], context), context: context),
             statusURL: "/billing/success/status?" + StudioController.query([("session_id", sessionID), ("item", item)]),
-            landed: landed, balance: try await self.database.creditBalance(userID: context.user.id!)
+            landed: state == .landed, failed: state == .failed, balance: try await self.database.creditBalance(userID: context.user.id!)
         )
         return try self.views.render(page, template: "billing-success")
     }
 
     struct SuccessStatus: ResponseEncodable {
         var landed: Bool
+        var failed: Bool
         var balance: Int
     }
 
     /// What the success page's script polls until the webhook has brought the credits.
     @Sendable func successStatus(_ request: Request, context: SignedInContext) async throws -> SuccessStatus {
         let query = request.uri.queryParameters
-        let landed = try await self.hasLanded(
+        let state = try await self.checkoutState(
             sessionID: query["session_id"].map(String.init) ?? "", item: query["item"].map(String.init) ?? "", userID: context.user.id!
         )
-        return SuccessStatus(landed: landed, balance: try await self.database.creditBalance(userID: context.user.id!))
+        return SuccessStatus(landed: state == .landed, failed: state == .failed, balance: try await self.database.creditBalance(userID: context.user.id!))
     }
 
-    /// A pack: its payment is paid. A plan: a paid invoice of that plan in the last day.
-    func hasLanded(sessionID: String, item: String, userID: Int64) async throws -> Bool {
+    enum CheckoutState { case waiting, landed, failed }
+
+    /// A pack: its payment's status. A plan: a paid invoice of that plan in the last day.
+    func checkoutState(sessionID: String, item: String, userID: Int64) async throws -> CheckoutState {
         if let payment = try await self.database.payment(checkoutSessionID: sessionID), payment.userID == userID {
-            return payment.status == .paid
+            return payment.status == .paid ? .landed : payment.status == .failed ? .failed : .waiting
         }
-        guard self.billing.catalog.plan(id: item) != nil else { return false }
+        guard self.billing.catalog.plan(id: item) != nil else { return .waiting }
         let recent = Date().addingTimeInterval(-86_400)
-        return try await self.database.payments(userID: userID, limit: 10).contains {
+        let landed = try await self.database.payments(userID: userID, limit: 10).contains {
             $0.kind == .subscription && $0.productID == item && $0.status == .paid && ($0.paidAt ?? .distantPast) > recent
         }
+        return landed ? .landed : .waiting
     }
 
     // MARK: Records and portal

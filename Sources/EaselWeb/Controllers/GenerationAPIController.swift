@@ -576,6 +576,8 @@ struct GenerationAPIController {
             return WebError(.unprocessableContent, code: "not_an_image", message: error.message)
         case .tooLarge:
             return WebError(.contentTooLarge, code: "too_large", message: error.message)
+        case .restricted:
+            return WebError(.forbidden, code: "processing_restricted", message: error.message)
         }
     }
 }

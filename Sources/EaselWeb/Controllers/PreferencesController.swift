@@ -30,7 +30,10 @@ struct PreferencesController {
         let back = AccountController.safeNext(form.back) ?? self.sameSitePath(request.headers[.referer]) ?? "/"
         var response = Response(status: .seeOther, headers: [.location: back])
         let preferences = VisitorPreferences(language: language, theme: theme, chosen: true)
-        response.setCookie(self.cookies.cookie(VisitorPreferences.cookieName, value: preferences.cookieValue, maxAge: VisitorPreferences.cookieLifetime))
+        // Kept for a year unless the visitor declined preference cookies (/cookies): then only
+        // until the browser closes, which the choice they just made still needs.
+        let lifetime = context.preferences.consent?.preferences == false ? nil : VisitorPreferences.cookieLifetime
+        response.setCookie(self.cookies.cookie(VisitorPreferences.cookieName, value: preferences.cookieValue, maxAge: lifetime))
         return response
     }
 

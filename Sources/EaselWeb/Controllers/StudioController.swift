@@ -267,6 +267,7 @@ struct StudioController {
                 case .rateLimited, .tooManyActiveTasks:
                     (self.views.text("studio.wait", ["time": self.views.duration(seconds: (error.retryAfter ?? .seconds(5)).retryAfterSeconds, context)], context), .tooManyRequests)
                 case .insufficientCredits: (self.views.text("create.insufficient", [:], context) + " " + error.message, .init(code: 402, reasonPhrase: "Payment Required"))
+                case .restricted: (self.views.text("privacy.create_restricted", [:], context), .forbidden)
                 default: (error.message, .unprocessableContent)
                 }
             let form = CreateForm(prompt: body.prompt ?? "", model: body.model, size: body.size, quality: body.quality, n: body.n)

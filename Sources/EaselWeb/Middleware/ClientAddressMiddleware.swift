@@ -10,6 +10,10 @@ import Hummingbird
 struct ClientAddressMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let trusted: TrustedProxies
+    /// The header holding the two-letter country (EASEL_COUNTRY_HEADER); nil ignores it.
+    var countryHeader: HTTPField.Name? = HTTPField.Name("CF-IPCountry")
+    /// The header holding the region (EASEL_REGION_HEADER); nil ignores it.
+    var regionHeader: HTTPField.Name?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard !self.trusted.isEmpty, self.trusted.contains(context.clientIP) else { return try await next(request, context) }
@@ -21,10 +25,16 @@ struct ClientAddressMiddleware: RouterMiddleware {
         if let client = forwarded.reversed().first(where: { !self.trusted.contains($0) }) {
             context.clientIP = client
         }
-        if let country = request.headers[HTTPField.Name("CF-IPCountry")!], country.count == 2, country.allSatisfy(\.isLetter),
-            country.uppercased() != "XX"
+        if let header = self.countryHeader, let country = request.headers[header], country.count == 2,
+            country.allSatisfy({ $0.isASCII && $0.isLetter }), country.uppercased() != "XX"
         {
             context.country = country.uppercased()
+        }
+        // A region name or code ("Bavaria", "BY"): short, printable, and nothing more.
+        if let header = self.regionHeader, let region = request.headers[header]?.trimmingCharacters(in: .whitespaces), !region.isEmpty,
+            region.count <= 64, region.unicodeScalars.allSatisfy({ !CharacterSet.controlCharacters.contains($0) })
+        {
+            context.region = region
         }
         return try await next(request, context)
     }

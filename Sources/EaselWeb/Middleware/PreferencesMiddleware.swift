@@ -11,6 +11,8 @@ public struct VisitorPreferences: Sendable, Equatable {
     public var theme: User.Theme = .system
     /// True when the language came from the cookie rather than the browser.
     public var chosen = false
+    /// The cookie choices (`easel_consent`); nil until the visitor makes them.
+    public var consent: ConsentChoice?
 
     public init(language: Language = .english, theme: User.Theme = .system, chosen: Bool = false) {
         self.language = language
@@ -54,6 +56,7 @@ struct PreferencesMiddleware: RouterMiddleware {
             context.preferences = VisitorPreferences.resolve(
                 cookie: request.cookies[VisitorPreferences.cookieName]?.value, acceptLanguage: request.headers[.acceptLanguage]
             )
+            context.preferences.consent = ConsentChoice(cookie: request.cookies[ConsentChoice.cookieName]?.value)
         }
         return try await next(request, context)
     }

@@ -11,9 +11,14 @@ protocol PageContext {
     var csrfToken: String { get }
     var signedInUser: User? { get }
     var preferences: VisitorPreferences { get }
+    /// Set when the page view is counted for someone who accepted analytics (the beacon's key).
+    var beaconToken: String? { get }
 }
 
 extension PageContext {
+    /// Pages made outside a request's context (mails, fixed pages) count nothing.
+    var beaconToken: String? { nil }
+
     /// The profile's language, else the visitor's (cookie, then Accept-Language), else English.
     var language: Language { Language(code: self.signedInUser?.language) ?? self.preferences.language }
 }
@@ -59,6 +64,10 @@ struct LayoutData: Sendable {
     /// The footer's choosers, for visitors (signed-in people use their profile).
     var languages: [Choice]
     var themes: [Choice]
+    /// Analytics are on and this visitor has not made their cookie choices yet.
+    var consentBanner: Bool
+    /// For the beacon script: present only when this page view is counted with consent.
+    var beaconToken: String?
 }
 
 /// An option of a `<select>`.
@@ -79,9 +88,15 @@ public struct ViewRenderer: Sendable {
     let studio: Bool
     /// Whether billing pages are served, for the navigation.
     let billing: Bool
+    /// Whether page views are counted (EASEL_ANALYTICS): the cookie banner shows only then.
+    let analytics: Bool
 
-    public init(assets: AssetCatalog, siteName: String, localizer: Localizer, externalSignInLabel: String? = nil, studio: Bool = false, billing: Bool = false) {
+    public init(
+        assets: AssetCatalog, siteName: String, localizer: Localizer, externalSignInLabel: String? = nil, studio: Bool = false, billing: Bool = false,
+        analytics: Bool = false
+    ) {
         self.assets = assets
+        self.analytics = analytics
         self.studio = studio
         self.billing = billing
         self.siteName = siteName
@@ -149,7 +164,9 @@ public struct ViewRenderer: Sendable {
             locale: language.localeTag,
             t: self.strings[language] ?? TemplateStrings(localizer: self.localizer, language: language, siteName: self.siteName),
             languages: Language.allCases.map { Choice(value: $0.rawValue, label: $0.nativeName, selected: $0 == language) },
-            themes: self.themeChoices(selected: theme, context)
+            themes: self.themeChoices(selected: theme, context),
+            consentBanner: self.analytics && context.preferences.consent == nil,
+            beaconToken: context.beaconToken
         )
     }
 
