@@ -17,7 +17,7 @@ extension EaselConfig {
         public var templateFolder: URL?
 
         /// The version of the policy texts that ship in templates/.
-        public static let defaultVersion = "2026-11-25"
+        public static let defaultVersion = PolicyFacts.shippedVersion
 
         public init() {}
     }
@@ -132,7 +132,8 @@ extension EaselConfig {
             services.append(
                 .init(
                     name: "Stripe", host: billing.apiBase.host, purpose: "takes payments for plans and credit packs",
-                    receives: "your email address and what you buy; card details are entered on Stripe's own page and never reach this site, which keeps the payment reference, amount, billing country and the card's last four digits"
+                    receives: "your email address and what you buy; card details are entered on Stripe's own page and never reach this site, "
+                        + "which keeps the payment reference, amount, billing country and the card's last four digits"
                 )
             )
         }

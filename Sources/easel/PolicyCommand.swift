@@ -50,7 +50,8 @@ struct PolicyCommand: AsyncParsableCommand {
             await services.shutdown()
             print("pages show version \(services.policy.facts.version) (last updated \(services.policy.facts.updatedOn))")
             for version in versions {
-                print("\(version.version)\t\(version.updatedOn)\t\(version.material ? "material" : "minor")\tpublished \(version.publishedAt)\t\(version.mailsQueued) mail(s)")
+                let kind = version.material ? "material" : "minor"
+                print("\(version.version)\t\(version.updatedOn)\t\(kind)\tpublished \(version.publishedAt)\t\(version.mailsQueued) mail(s)")
             }
         }
     }

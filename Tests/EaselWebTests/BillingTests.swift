@@ -346,6 +346,11 @@ struct BillingTests {
             #expect(page.text.contains("<svg class=\"chart\""))
             #expect(page.text.contains("hal@example.org") && page.text.contains("$20.00"))
             #expect(page.text.contains("checkout.session.completed"))
+            // Per-person billing, reached from the admin's user page.
+            let userPage = try await admin.get("/admin/users/\(buyer.id!)")
+            #expect(userPage.text.contains("/admin/billing?user=\(buyer.id!)"))
+            let theirs = try await admin.get("/admin/billing?user=\(buyer.id!)")
+            #expect(theirs.status == .ok && theirs.text.contains("hal@example.org"))
             let payment = try #require(try await services.database.payment(checkoutSessionID: "cs_h"))
             let csrf = try APITests().formToken(page)
             let bad = try await admin.post("/admin/billing/payments/\(payment.id!)/refund", ["amount": "25.00"], csrf: csrf)

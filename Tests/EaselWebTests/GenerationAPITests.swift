@@ -243,9 +243,15 @@ struct GenerationAPITests {
             #expect(limited.status == .tooManyRequests)
             #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1)
             #expect(try await services.database.generationTasks(userID: user.id!).count == 2)
+            // 30 a minute: well before 300 calls the bucket is empty, however slowly this machine runs.
             var lastStatus: HTTPResponse.Status = .ok
-            for _ in 0..<40 { lastStatus = try await self.api.call(client, .get, "/api/v1/images", key: key).status }
+            var calls = 0
+            while lastStatus != .tooManyRequests && calls < 300 {
+                lastStatus = try await self.api.call(client, .get, "/api/v1/images", key: key).status
+                calls += 1
+            }
             #expect(lastStatus == .tooManyRequests, "the key's own rate applies to every call")
+            #expect(calls >= 20, "the first calls within the rate pass")
         }
         try await withTestApp(Self.instant.merging(["EASEL_SIGNUP_CREDITS": "0"]) { _, new in new }) { services, client in
             let user = try await self.api.makeAccount(services)

@@ -11,6 +11,7 @@ public struct AccountService: Sendable {
         /// Lowercased domains allowed to sign up; empty allows all.
         public var allowedDomains: [String]
         public var minimumAge: Int
+        /// The policy version recorded at sign-up: EASEL_POLICY_VERSION, set by the composition root.
         public var termsVersion: String
         public var sessionIdle: TimeInterval
         public var sessionMax: TimeInterval
@@ -18,7 +19,7 @@ public struct AccountService: Sendable {
         public var signupCredits: Int
 
         public init(
-            signup: SignupMode = .open, allowedDomains: [String] = [], minimumAge: Int = 13, termsVersion: String = "2026-11-25",
+            signup: SignupMode = .open, allowedDomains: [String] = [], minimumAge: Int = 13, termsVersion: String = PolicyFacts.shippedVersion,
             sessionIdle: TimeInterval = 7 * 86400, sessionMax: TimeInterval = 30 * 86400, signupCredits: Int = 0
         ) {
             self.signupCredits = signupCredits

@@ -4,6 +4,10 @@ import Foundation
 /// configuration in the composition root, so the pages are true for each deployment: an
 /// outside service is named only when this instance is set up to use it.
 public struct PolicyFacts: Sendable, Equatable {
+    /// The version of the policy texts shipped in templates/: the default of EASEL_POLICY_VERSION,
+    /// and of the terms version recorded at sign-up.
+    public static let shippedVersion = "2026-11-25"
+
     /// A company outside this instance that receives personal data.
     public struct OutsideService: Sendable, Equatable {
         public var name: String
