@@ -1,5 +1,6 @@
 import EaselApp
 import EaselCore
+@testable import EaselWeb
 import EaselStore
 import EaselTestSupport
 import Foundation
@@ -301,6 +302,29 @@ struct BillingTests {
             let kinds = try await services.database.recentMails().filter { $0.toEmail == "kim@example.org" }.map(\.kind)
             #expect(kinds.filter { $0 == "subscription_started" }.count == 1, "\(kinds)")
             #expect(try await services.database.verifyCreditBalances().isEmpty)
+        }
+    }
+
+    @Test("An account with a subscription that would go on charging cannot be deleted until it is canceled; the billing portal stays reachable")
+    func deletionWaitsForCancel() async throws {
+        try await self.withBilling { services, client in
+            _ = try await self.account(services, "admin@example.org")  // the first account is the admin, who may not leave
+            let user = try await self.account(services, "lee@example.org")
+            try await services.database.linkStripeCustomer(userID: user.id!, customerID: "cus_lee")
+            let t = Int(Date().timeIntervalSince1970)
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_l1", "customer.subscription.updated", created: t,
+                           Self.subscription("sub_lee", customer: "cus_lee", price: "price_starter", status: "active", cancelAtPeriodEnd: false))
+            ])
+            await #expect(throws: PrivacyService.DeletionError.activeSubscription) {
+                _ = try await services.privacy.requestDeletion(user: user)
+            }
+            _ = try await self.deliverSigned(client, [
+                Self.event("evt_l2", "customer.subscription.updated", created: t + 1,
+                           Self.subscription("sub_lee", customer: "cus_lee", price: "price_starter", status: "active", cancelAtPeriodEnd: true))
+            ])
+            _ = try await services.privacy.requestDeletion(user: user)
+            #expect(DeletionPendingMiddleware.allowedPaths.contains("/billing/portal"))
         }
     }
 

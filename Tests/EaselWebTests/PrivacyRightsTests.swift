@@ -69,7 +69,7 @@ struct PrivacyRightsTests {
             try db.execute(
                 sql: """
                     INSERT INTO billing_customer (stripe_customer_id, user_id, created_at) VALUES (?, ?, ?);
-                    INSERT INTO subscription (stripe_subscription_id, user_id, status, created_at, updated_at) VALUES (?, ?, 'active', ?, ?);
+                    INSERT INTO subscription (stripe_subscription_id, user_id, status, created_at, updated_at) VALUES (?, ?, 'canceled', ?, ?);
                     INSERT INTO payment (user_id, kind, product_id, checkout_session_id, amount, currency, status, card_last4, billing_country, credits, created_at, paid_at, updated_at)
                       VALUES (?, 'pack', 'pack-500', ?, 2000, 'eur', 'paid', '4242', 'DE', 500, ?, ?, ?);
                     """,

@@ -20,7 +20,8 @@ extension MaintenanceJobs {
 
     /// What the job does, with the time given (tests pass their own clock).
     public static func applyTrafficRetention(database: AppDatabase, logDays: Int, analyticsDays: Int, now: Date) async throws {
-        try await database.rollUpRequestLog(before: UTCDay.string(now, minusDays: logDays))
-        try await database.rollUpPageViews(before: UTCDay.string(now, minusDays: analyticsDays), now: now)
+        // Days strictly before the cutoff go: with 90, today and the 89 days before it are kept.
+        try await database.rollUpRequestLog(before: UTCDay.string(now, minusDays: max(0, logDays - 1)))
+        try await database.rollUpPageViews(before: UTCDay.string(now, minusDays: max(0, analyticsDays - 1)), now: now)
     }
 }

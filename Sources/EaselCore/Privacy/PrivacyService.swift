@@ -149,6 +149,8 @@ public struct PrivacyService: Sendable {
         case throttled(retryAfter: Int)
         /// The last admin cannot leave: the instance would have none.
         case lastAdmin
+        /// A subscription would go on charging: cancel it in the billing portal first.
+        case activeSubscription
     }
 
     /// What the person proved on the deletion form.
@@ -187,6 +189,10 @@ public struct PrivacyService: Sendable {
     /// tasks canceled and refunded, a confirmation mailed. Returns the purge date.
     public func requestDeletion(user: User, now: Date = Date()) async throws -> Date {
         if user.role == .admin, try await self.database.activeAdminCount() <= 1 { throw DeletionError.lastAdmin }
+        // Stripe would go on charging a person who is gone: the subscription is canceled first.
+        if try await self.database.subscriptions(userID: user.id!).contains(where: { !$0.hasEnded && !$0.cancelAtPeriodEnd }) {
+            throw DeletionError.activeSubscription
+        }
         let purgeOn = self.purgeDate(requestedAt: now)
         let requested = try await self.database.requestAccountDeletion(
             userID: user.id!,
@@ -213,9 +219,17 @@ public struct PrivacyService: Sendable {
     @discardableResult
     public func purgeDue(now: Date = Date()) async throws -> Int {
         var purged = 0
+        var failure: (any Error)?
+        // One account that cannot be purged (a blob that will not delete) must not hold up the rest.
         for userID in try await self.database.accountsDueForPurge(requestedBefore: now.addingTimeInterval(-self.settings.purgeDelay)) {
-            if try await self.purge(userID: userID, now: now) { purged += 1 }
+            do {
+                if try await self.purge(userID: userID, now: now) { purged += 1 }
+            } catch {
+                self.logger.error("purge failed; the next run tries again", metadata: ["user": "\(userID)", "error": "\(error)"])
+                failure = error
+            }
         }
+        if let failure { throw failure }
         return purged
     }
 
@@ -241,6 +255,12 @@ public struct PrivacyService: Sendable {
         let language = Language(code: target.language) ?? .english
         let mail = self.mails.accountPurged(to: target.email, name: target.displayName.isEmpty ? nil : target.displayName, language: language)
         let done = try await self.database.finishPurge(target, mail: mail, actorID: actorID, now: now)
+        if done {
+            // An export that finished while the purge ran wrote its archive after the first sweep.
+            for blob in try await self.blobs.list(prefix: "exports/u\(userID)/") {
+                try await self.blobs.delete(blob.key)
+            }
+        }
         if done { self.logger.notice("account purged", metadata: ["pseudonym": "\(target.pseudonym)", "reason": "\(target.reason.rawValue)"]) }
         return done
     }

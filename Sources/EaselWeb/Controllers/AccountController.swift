@@ -193,8 +193,12 @@ struct AccountController {
     }
 
     /// Only paths on this site: never "//elsewhere" or "https://elsewhere".
+    /// A path on this site to go on to, or nil. Control characters and spaces are refused too:
+    /// browsers drop tabs and newlines from URLs, so "/<tab>/evil.example" would become "//evil.example".
     static func safeNext(_ raw: String?) -> String? {
-        guard let raw, raw.hasPrefix("/"), !raw.hasPrefix("//"), !raw.contains("\\"), !raw.contains("\n") else { return nil }
+        guard let raw, raw.hasPrefix("/"), !raw.hasPrefix("//"), !raw.contains("\\"), raw.utf8.count <= 1000,
+            raw.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F })
+        else { return nil }
         return raw
     }
 

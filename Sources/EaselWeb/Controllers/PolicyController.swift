@@ -226,9 +226,6 @@ struct PolicyController {
 
     /// A path on this site ("/gallery?page=2"), never another site ("//evil.example").
     static func localPath(_ raw: String?) -> String? {
-        guard let raw, raw.hasPrefix("/"), !raw.hasPrefix("//"), !raw.hasPrefix("/\\"), raw.count <= 500, !raw.contains("\r"), !raw.contains("\n") else {
-            return nil
-        }
-        return raw
+        AccountController.safeNext(raw)
     }
 }

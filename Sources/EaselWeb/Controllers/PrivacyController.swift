@@ -203,6 +203,7 @@ struct PrivacyController {
                 case .signInAgain: ("privacy.error_sign_in_again", .unauthorized)
                 case .throttled: ("privacy.error_password", .tooManyRequests)
                 case .lastAdmin: ("privacy.error_last_admin", .conflict)
+                case .activeSubscription: ("privacy.error_subscription", .conflict)
                 }
             return try await self.render(context, error: self.views.text(key, [:], context), status: status)
         }
