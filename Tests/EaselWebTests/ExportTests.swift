@@ -320,9 +320,9 @@ struct ExportTests {
             let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: services.config.blobsDirectory.appending(path: ".tmp").path)) ?? []
             #expect(leftovers.isEmpty, "no temporary file is left behind")
 
-            // The next process (a restart) starts it again from the beginning.
+            // The next process (a restart, after the build has been silent long enough) starts it again from the beginning.
             let second = self.makeExports(services, blobs: services.blobs)
-            try await second.runPending()
+            try await second.runPending(now: { Date().addingTimeInterval(600) })
             let done = try #require(try await services.database.dataExport(id: cut.id!))
             #expect(done.status == .ready)
             #expect(done.attempts == 2)

@@ -25,11 +25,15 @@ public final class ExportService: Service, Sendable {
         public var maximumAttempts: Int
         /// Every entry with ZIP64 fields (tests of that path).
         public var forceZip64: Bool
+        /// A `running` export without progress for this long was cut short (a live build
+        /// reports progress every half second).
+        public var staleAfter: TimeInterval
 
-        public init(retentionDays: Int = 7, maximumAttempts: Int = 3, forceZip64: Bool = false) {
+        public init(retentionDays: Int = 7, maximumAttempts: Int = 3, forceZip64: Bool = false, staleAfter: TimeInterval = 120) {
             self.retentionDays = retentionDays
             self.maximumAttempts = maximumAttempts
             self.forceZip64 = forceZip64
+            self.staleAfter = staleAfter
         }
 
         public var retention: TimeInterval { TimeInterval(self.retentionDays) * 86400 }
@@ -102,9 +106,8 @@ public final class ExportService: Service, Sendable {
         ]
     }
 
-    /// The `exports` job: restarts builds a stop or crash cut short, then builds every queued
-    /// export, one after the other. The scheduler never runs it twice at once (not even across
-    /// processes), so an export still `running` at the start of a run was interrupted.
+    /// The `exports` job: restarts builds a stop or crash cut short (silent for `staleAfter`),
+    /// then builds every queued export, one after the other.
     public func runPending(now: @escaping @Sendable () -> Date = Date.init) async throws {
         // One run at a time in this process too (a woken job beside a direct call, in tests or
         // `easel jobs run`): a second caller waits for the run under way, then looks again.
@@ -126,8 +129,10 @@ public final class ExportService: Service, Sendable {
     }
 
     private func runPendingOnce(now: @escaping @Sendable () -> Date) async throws {
+        let started = now()
         let requeued = try await self.database.requeueInterruptedDataExports(
-            maximumAttempts: self.settings.maximumAttempts, retention: self.settings.retention, now: now()
+            maximumAttempts: self.settings.maximumAttempts, retention: self.settings.retention,
+            staleBefore: started.addingTimeInterval(-self.settings.staleAfter), now: started
         )
         if requeued > 0 { self.logger.notice("restarting interrupted exports", metadata: ["count": "\(requeued)"]) }
         while !self.stopping.load(ordering: .relaxed), let (export, totals) = try await self.database.claimNextDataExport(now: now()) {

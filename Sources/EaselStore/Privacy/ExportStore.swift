@@ -131,12 +131,14 @@ extension AppDatabase {
     }
 
     /// Exports left `running` by a build that never finished (the process stopped or crashed):
-    /// queued again to start over, or failed after `maximumAttempts` builds. Only the export job
-    /// calls this, at the start of a run; the job never overlaps itself, so no build is live.
+    /// queued again to start over, or failed after `maximumAttempts` builds. A live build
+    /// records progress at least twice a second, so only exports silent since `staleBefore`
+    /// count as interrupted — a run in another process (`easel jobs run`) is left alone.
     @discardableResult
-    public func requeueInterruptedDataExports(maximumAttempts: Int, retention: TimeInterval, now: Date = Date()) async throws -> Int {
+    public func requeueInterruptedDataExports(maximumAttempts: Int, retention: TimeInterval, staleBefore: Date, now: Date = Date()) async throws -> Int {
         try await self.writer.write { db in
-            let interrupted = try DataExport.filter(DataExport.Columns.status == DataExport.Status.running.rawValue).fetchAll(db)
+            let interrupted = try DataExport.filter(DataExport.Columns.status == DataExport.Status.running.rawValue)
+                .filter(Column("updated_at") < staleBefore).fetchAll(db)
             for var export in interrupted {
                 if export.attempts >= maximumAttempts {
                     export.status = .failed
