@@ -117,4 +117,12 @@ public enum MoneyFormat {
         for _ in 0..<digits { divisor *= 10 }
         return formatter.string(from: NSNumber(value: Double(amount) / divisor)) ?? "\(amount) \(currency.uppercased())"
     }
+
+    /// Decimals of the currency's smallest unit: 2 for usd and eur, 0 for jpy.
+    public static func fractionDigits(_ currency: String) -> Int {
+        let formatter = NumberFormatter()
+        formatter.numberStyle = .currency
+        formatter.currencyCode = currency.uppercased()
+        return formatter.maximumFractionDigits
+    }
 }

@@ -122,10 +122,7 @@ struct AdminBillingController {
 
     /// "12.50" usd → 1250; "1000" jpy → 1000.
     static func minorUnits(_ text: String, currency: String) -> Int? {
-        let formatter = NumberFormatter()
-        formatter.numberStyle = .currency
-        formatter.currencyCode = currency.uppercased()
-        let digits = formatter.maximumFractionDigits
+        let digits = MoneyFormat.fractionDigits(currency)
         var text = text.trimmingCharacters(in: .whitespaces)
         // A comma is a decimal separator only alone and followed by at most the currency's
         // decimals ("12,50"); "1,000" or "1,234.50" are refused rather than misread.
@@ -145,10 +142,7 @@ struct AdminBillingController {
 
     /// 1250 usd → "12.50", for the refund field.
     static func decimal(_ minor: Int, currency: String) -> String {
-        let formatter = NumberFormatter()
-        formatter.numberStyle = .currency
-        formatter.currencyCode = currency.uppercased()
-        let digits = formatter.maximumFractionDigits
+        let digits = MoneyFormat.fractionDigits(currency)
         guard digits > 0 else { return String(minor) }
         var divisor = 1
         for _ in 0..<digits { divisor *= 10 }
