@@ -14,8 +14,11 @@ public struct AppServices: Sendable {
     public let config: EaselConfig
     public let secretKey: String
     public let database: AppDatabase
+    /// Encrypts each person's objects under their data key (`EncryptedBlobStore`).
     public let blobs: any BlobStore
     public let blobURLSigner: BlobURLSigner
+    /// Each person's data key, wrapped by the master key (EASEL_MASTER_KEY_FILE).
+    public let dataKeys: DataKeys
     public let backups: BackupService
     public let scheduler: Scheduler
     public let accounts: AccountService
@@ -59,9 +62,14 @@ public struct AppServices: Sendable {
         let database = try AppDatabase.open(path: config.databasePath.path)
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.httpClientConfiguration())
         let signer = BlobURLSigner(baseURL: config.publicURL, secret: Data(secretKey.utf8))
+        let dataKeys: DataKeys
         let blobs: any BlobStore
         do {
-            blobs = try Self.makeBlobStore(config: config, signer: signer, httpClient: httpClient, logger: logger)
+            dataKeys = DataKeys(database: database, masterKeys: try MasterKeyFile.loadOrCreate(at: config.masterKeyPath))
+            blobs = EncryptedBlobStore(
+                inner: try Self.makeBlobStore(config: config, signer: signer, httpClient: httpClient, logger: logger), keyring: dataKeys,
+                urlSigner: signer, personalFolders: Self.personalFolders
+            )
         } catch {
             try? await httpClient.shutdown()
             throw error
@@ -81,7 +89,7 @@ public struct AppServices: Sendable {
             settings: accountSettings, database: database, hasher: passwordHasher ?? PasswordHasher(), mails: mails,
             logger: logger.with(label: "easel.accounts")
         )
-        let twoFactor = TwoFactorService(database: database, mails: mails, issuer: config.siteName)
+        let twoFactor = TwoFactorService(database: database, mails: mails, issuer: config.siteName, secrets: dataKeys)
         let apiKeys = APIKeyService(database: database)
         let images = ImageLibrary()
         let avatars = AvatarService(
@@ -123,8 +131,8 @@ public struct AppServices: Sendable {
             jobs.append(MaintenanceJobs.backup(service: backups, interval: interval))
         }
         let privacy = PrivacyService(
-            settings: PrivacyService.Settings(purgeDays: config.accountPurgeDays), database: database, blobs: blobs, mails: mails,
-            unsubscribeSigner: SignedValue(secret: secretKey, purpose: "easel unsubscribe v1"), logger: logger.with(label: "easel.privacy")
+            settings: PrivacyService.Settings(purgeDays: config.accountPurgeDays), database: database, blobs: blobs, dataKeys: dataKeys,
+            mails: mails, unsubscribeSigner: SignedValue(secret: secretKey, purpose: "easel unsubscribe v1"), logger: logger.with(label: "easel.privacy")
         )
         jobs += [PrivacyJobs.accountPurge(privacy: privacy), PrivacyJobs.retention(privacy: privacy)]
         let traffic = TrafficRecorder(
@@ -164,7 +172,7 @@ public struct AppServices: Sendable {
             wake: { [dispatcher] in dispatcher.wake() }, logger: logger.with(label: "easel.generation")
         )
         return AppServices(
-            config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer,
+            config: config, secretKey: secretKey, database: database, blobs: blobs, blobURLSigner: signer, dataKeys: dataKeys,
             backups: backups, scheduler: scheduler, accounts: accounts, twoFactor: twoFactor, apiKeys: apiKeys, avatars: avatars, externalSignIn: externalSignIn, mailer: mailer, httpClient: httpClient, logger: logger,
             localizer: localizer, generation: generation, dispatcher: dispatcher, callbackSigner: callbackSigner,
             apiKeyRateLimit: RateLimiter.Rule(capacity: config.generation.apiKeyPerMinute, per: .seconds(60)),
@@ -225,6 +233,10 @@ public struct AppServices: Sendable {
             )
         }
     }
+
+    /// The first key components of objects that belong to one person (`images/u42/…`): sealed
+    /// under that person's data key.
+    public static let personalFolders: Set<String> = ["images", "uploads", "avatars", "exports"]
 
     static func makeBlobStore(config: EaselConfig, signer: BlobURLSigner, httpClient: HTTPClient, logger: Logger) throws -> any BlobStore {
         switch config.storage {

@@ -93,10 +93,13 @@ public struct EaselConfig: Sendable {
     public var exportRetentionDays: Int = 7
     /// Operator, privacy contact and policy version (EaselConfig+Policy.swift).
     public var policy = Policy()
+    /// The master key file (EASEL_MASTER_KEY_FILE); nil keeps it in the data folder.
+    public var masterKeyFile: URL?
 
     public var databasePath: URL { self.dataDirectory.appending(path: "easel.db") }
     public var blobsDirectory: URL { self.dataDirectory.appending(path: "blobs") }
     public var secretKeyPath: URL { self.dataDirectory.appending(path: "secret.key") }
+    public var masterKeyPath: URL { self.masterKeyFile ?? self.dataDirectory.appending(path: "master.key") }
     public var lockPath: URL { self.dataDirectory.appending(path: "easel.lock") }
     public var workDirectory: URL { self.dataDirectory.appending(path: "tmp") }
 }
@@ -278,7 +281,8 @@ extension EaselConfig {
             accountPurgeDays: try settings.int(Key.accountPurgeDays, default: 30, range: 1...365),
             analytics: try Self.loadAnalytics(settings),
             exportRetentionDays: try settings.int(Key.exportRetentionDays, default: 7, range: 1...365),
-            policy: try Self.loadPolicy(settings)
+            policy: try Self.loadPolicy(settings),
+            masterKeyFile: settings.string(Key.masterKeyFile).map { URL(fileURLWithPath: $0).standardizedFileURL }
         )
     }
 
@@ -292,6 +296,7 @@ extension EaselConfig {
             "EASEL_DATA_DIR=\(self.dataDirectory.path)",
             "EASEL_SITE_NAME=\(self.siteName)",
             "EASEL_SECRET_KEY=\(mask(self.secretKey))",
+            "EASEL_MASTER_KEY_FILE=\(self.masterKeyPath.path)",
             "EASEL_LOG_LEVEL=\(self.logLevel.rawValue)",
             "EASEL_LOG_FORMAT=\(self.logFormat.rawValue)",
             "EASEL_DEV_ASSETS=\(self.devAssets)",

@@ -26,6 +26,7 @@ public enum Key {
     public static let dataDir = SettingKey("dataDir", "EASEL_DATA_DIR")
     public static let siteName = SettingKey("siteName", "EASEL_SITE_NAME")
     public static let secretKey = SettingKey("secretKey", "EASEL_SECRET_KEY", secret: true)
+    public static let masterKeyFile = SettingKey("masterKeyFile", "EASEL_MASTER_KEY_FILE")
     public static let logLevel = SettingKey("logLevel", "EASEL_LOG_LEVEL")
     public static let logFormat = SettingKey("logFormat", "EASEL_LOG_FORMAT")
     public static let devAssets = SettingKey("devAssets", "EASEL_DEV_ASSETS")
@@ -108,7 +109,7 @@ public enum Key {
     public static let policyDir = SettingKey("policy.dir", "EASEL_POLICY_DIR")
 
     public static let all: [SettingKey] = [
-        publicURL, host, port, dataDir, siteName, secretKey, logLevel, logFormat, devAssets, assetsDir,
+        publicURL, host, port, dataDir, siteName, secretKey, masterKeyFile, logLevel, logFormat, devAssets, assetsDir,
         storage, s3Endpoint, s3Region, s3Bucket, s3AccessKeyID, s3SecretAccessKey, s3PathStyle,
         backupInterval, backupKeep, tlsCertFile, tlsKeyFile, tlsRedirectPort,
         signup, signupDomains, minAge, sessionIdle, sessionMax, mail, mailFrom,

@@ -34,6 +34,10 @@ public protocol BlobStore: Sendable {
 
     /// Throws a `BlobError` saying what is wrong when the store cannot be used (for `/readyz`).
     func checkReady() async throws
+
+    /// Whether a download of `key` is best answered by redirecting to `expiringURL` (S3)
+    /// rather than by streaming the bytes through Easel.
+    func redirectsDownloads(of key: BlobKey) -> Bool
 }
 
 /// A stream of bytes, as uploads arrive or downloads leave.
@@ -44,6 +48,8 @@ extension BlobStore {
     public func put(_ key: BlobKey, data: Data, contentType: String? = nil) async throws -> BlobInfo {
         try await self.put(key, data: ByteBuffer(bytes: data), contentType: contentType)
     }
+
+    public func redirectsDownloads(of key: BlobKey) -> Bool { self.kind == "s3" }
 
     public func get(_ key: BlobKey) async throws -> BlobObject {
         try await self.get(key, range: nil)
@@ -135,6 +141,8 @@ public enum BlobError: Error, Equatable, CustomStringConvertible {
     case missingContainer(String)
     /// Anything else the store said, in words a person can act on.
     case storeFailed(String)
+    /// An encrypted object whose key is gone (its owner was purged) or that fails its integrity check.
+    case undecryptable(String)
 
     public var description: String {
         switch self {
@@ -144,6 +152,7 @@ public enum BlobError: Error, Equatable, CustomStringConvertible {
         case .accessDenied(let message): message
         case .missingContainer(let message): message
         case .storeFailed(let message): message
+        case .undecryptable(let message): message
         }
     }
 }

@@ -171,6 +171,9 @@ extension AppDatabase {
         migrator.registerMigration("2026-11-29 policies") { db in
             try Self.createPolicyTables(db)
         }
+        migrator.registerMigration("2026-11-30 data keys") { db in
+            try Self.createDataKeyTable(db)
+        }
         return migrator
     }
 }

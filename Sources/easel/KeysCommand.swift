@@ -5,7 +5,58 @@ import EaselStore
 import Foundation
 
 struct Keys: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "API keys.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(
+        abstract: "API keys, and the master key that protects everyone's data keys.", subcommands: [Create.self, RotateMaster.self, Status.self]
+    )
+
+    struct RotateMaster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rotate-master",
+            abstract: "Make a new master key, re-wrap every data key under it, and drop the old one; Easel must be stopped.",
+            discussion: "Copy the new master key file somewhere safe afterwards (see docs/encryption.md): backups of the database made "
+                + "before the rotation need the old key, and become unreadable once it is gone."
+        )
+        @OptionGroup var settings: SettingArguments
+
+        func run() async throws {
+            let config = try await self.settings.load()
+            let lock = lockDataFolder(config)
+            defer { withExtendedLifetime(lock) {} }
+            guard FileManager.default.fileExists(atPath: config.masterKeyPath.path) else {
+                SettingArguments.fail("there is no master key file at \(config.masterKeyPath.path): start Easel once to make one, or set EASEL_MASTER_KEY_FILE", code: 1)
+            }
+            do {
+                let database = try AppDatabase.open(path: config.databasePath.path)
+                let rotation = try await DataKeys.rotateMaster(database: database, keyFile: config.masterKeyPath)
+                print("re-wrapped \(rotation.rewrapped) data keys under the new master key \(rotation.newKeyID)")
+                print("retired \(rotation.retiredKeyIDs.joined(separator: ", ")); \(config.masterKeyPath.path) now holds only the new key: copy it somewhere safe")
+            } catch {
+                SettingArguments.fail("rotation stopped: \(error); the key file still opens every data key, so run it again once the cause is fixed", code: 1)
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check that the master key file opens every person's data key (exit code 1 when one does not)."
+        )
+        @OptionGroup var settings: SettingArguments
+
+        func run() async throws {
+            let config = try await self.settings.load()
+            do {
+                let database = try AppDatabase.open(path: config.databasePath.path)
+                let check = try await DataKeys.check(database: database, keyFile: config.masterKeyPath)
+                print("master key file: \(config.masterKeyPath.path) (\(check.masterKeyIDs.joined(separator: ", ")))")
+                print("data keys: \(check.dataKeys), of which unreadable: \(check.unreadable.count)")
+                if !check.unreadable.isEmpty {
+                    SettingArguments.fail("the data keys of accounts \(check.unreadable.map(String.init).joined(separator: ", ")) do not open: restore the master key file from your copy", code: 1)
+                }
+            } catch {
+                SettingArguments.fail("\(error)", code: 1)
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

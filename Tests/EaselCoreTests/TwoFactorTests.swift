@@ -15,12 +15,19 @@ struct TwoFactorTests {
         return try #require(try await database.user(email: "ada@example.org"))
     }
 
+    static let masterKeys = MasterKeyring(keys: [MasterKeyring.newKey()])
+
     func service(_ database: AppDatabase) throws -> TwoFactorService {
-        TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), issuer: "Easel")
+        TwoFactorService(
+            database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()),
+            issuer: "Easel", secrets: DataKeys(database: database, masterKeys: Self.masterKeys)
+        )
     }
 
-    func code(_ user: User, at date: Date) throws -> String {
-        String(format: "%06d", TOTP(secret: try #require(user.totpSecret)).compute(date: date))
+    /// The code an authenticator app shows; the secret is stored sealed, so it is opened first.
+    func code(_ user: User, at date: Date, in database: AppDatabase) async throws -> String {
+        let secret = try await DataKeys(database: database, masterKeys: Self.masterKeys).open(secret: try #require(user.totpSecret), owner: user.id!)
+        return String(format: "%06d", TOTP(secret: try #require(secret)).compute(date: date))
     }
 
     @Test("Setup gives an otpauth URI with a base32 key of at least 160 bits, and needs a right code")
@@ -34,10 +41,10 @@ struct TwoFactorTests {
         #expect(setup.base32Secret.count * 5 >= 160)
         user = try #require(try await database.user(id: user.id!))
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        let wrong = try self.code(user, at: now) == "000000" ? "111111" : "000000"
+        let wrong = try await self.code(user, at: now, in: database) == "000000" ? "111111" : "000000"
         #expect(try await twoFactor.confirmSetup(for: user, code: wrong, now: now) == nil)
         #expect(try await database.user(id: user.id!)?.hasTwoFactor == false)
-        let codes = try #require(try await twoFactor.confirmSetup(for: user, code: try self.code(user, at: now), now: now))
+        let codes = try #require(try await twoFactor.confirmSetup(for: user, code: try await self.code(user, at: now, in: database), now: now))
         #expect(codes.count == 10)
         #expect(Set(codes).count == 10)
         #expect(try await database.user(id: user.id!)?.hasTwoFactor == true)
@@ -52,19 +59,19 @@ struct TwoFactorTests {
         _ = try await twoFactor.beginSetup(for: user)
         user = try #require(try await database.user(id: user.id!))
         let t0 = Date(timeIntervalSince1970: 1_800_000_010)
-        _ = try #require(try await twoFactor.confirmSetup(for: user, code: try self.code(user, at: t0), now: t0))
+        _ = try #require(try await twoFactor.confirmSetup(for: user, code: try await self.code(user, at: t0, in: database), now: t0))
         user = try #require(try await database.user(id: user.id!))
 
         // The code that turned it on cannot sign in.
-        #expect(try await twoFactor.verify(user: user, code: try self.code(user, at: t0), now: t0) == false)
+        #expect(try await twoFactor.verify(user: user, code: try await self.code(user, at: t0, in: database), now: t0) == false)
         let t1 = t0.addingTimeInterval(30)
-        let next = try self.code(user, at: t1)
+        let next = try await self.code(user, at: t1, in: database)
         // Accepted 30 s late (previous step), then never again.
         #expect(try await twoFactor.verify(user: user, code: next, now: t1.addingTimeInterval(30)) == true)
         #expect(try await twoFactor.verify(user: user, code: next, now: t1.addingTimeInterval(30)) == false)
         // Two steps old is too old.
         let t3 = t0.addingTimeInterval(90)
-        #expect(try await twoFactor.verify(user: user, code: try self.code(user, at: t3), now: t3.addingTimeInterval(60)) == false)
+        #expect(try await twoFactor.verify(user: user, code: try await self.code(user, at: t3, in: database), now: t3.addingTimeInterval(60)) == false)
     }
 
     @Test("Recovery codes work once each, in any case and spacing")
@@ -75,7 +82,7 @@ struct TwoFactorTests {
         _ = try await twoFactor.beginSetup(for: user)
         user = try #require(try await database.user(id: user.id!))
         let now = Date()
-        let codes = try #require(try await twoFactor.confirmSetup(for: user, code: try self.code(user, at: now), now: now))
+        let codes = try #require(try await twoFactor.confirmSetup(for: user, code: try await self.code(user, at: now, in: database), now: now))
         user = try #require(try await database.user(id: user.id!))
         #expect(try await twoFactor.verify(user: user, code: codes[3].uppercased().replacingOccurrences(of: "-", with: " ")) == true)
         #expect(try await twoFactor.verify(user: user, code: codes[3]) == false)

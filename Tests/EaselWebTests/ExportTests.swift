@@ -113,9 +113,20 @@ struct ExportTests {
         return SeededAccount(images: images, uploads: uploads, avatarKey: avatarKey, digests: digests)
     }
 
-    /// The archive file of a ready export on disk storage.
-    func archiveFile(_ services: AppServices, _ export: DataExport) throws -> URL {
-        services.config.blobsDirectory.appending(path: try #require(export.blobKey))
+    /// The archive of a ready export, read through the blob store (which decrypts it) into a
+    /// file; checks on the way that storage itself holds only ciphertext.
+    func archiveFile(_ services: AppServices, _ export: DataExport) async throws -> URL {
+        let key = try BlobKey(try #require(export.blobKey))
+        let stored = try #require(services.blobs as? EncryptedBlobStore)
+        #expect(try await stored.inner.getData(key, range: 0...7) == Data("EASELENC".utf8), "the archive is encrypted at rest")
+        let file = services.config.workDirectory.appending(path: "archive-\(export.id!).zip")
+        FileManager.default.createFile(atPath: file.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: file)
+        defer { try? handle.close() }
+        for try await chunk in try await services.blobs.get(key).body {
+            try handle.write(contentsOf: chunk.readableBytesView)
+        }
+        return file
     }
 
     /// Checks the archive holds every original, upload and the avatar with the right bytes,
@@ -326,7 +337,7 @@ struct ExportTests {
             let done = try #require(try await services.database.dataExport(id: cut.id!))
             #expect(done.status == .ready)
             #expect(done.attempts == 2)
-            try await self.verifyArchive(try self.archiveFile(services, done), seeded, user: user)
+            try await self.verifyArchive(try await self.archiveFile(services, done), seeded, user: user)
             #expect(try await services.database.recentMails().filter { $0.kind == AccountMails.exportReadyKind }.count == 1, "one mail")
         }
     }
@@ -353,7 +364,7 @@ struct ExportTests {
         }
     }
 
-    @Test("On S3 storage the archive goes up as a multipart upload and the download is a short presigned redirect", .serialized)
+    @Test("On S3 storage the archive goes up encrypted as a multipart upload, and the download streams through Easel decrypted", .serialized)
     func s3Export() async throws {
         let peer = try await S3Peer.start()
         do {
@@ -387,20 +398,17 @@ struct ExportTests {
             #expect(export.status == .ready)
             #expect(try await services.blobs.head(try BlobKey(try #require(export.blobKey)))?.size == Int(try #require(export.size)))
 
+            let stored = try #require(services.blobs as? EncryptedBlobStore)
+            #expect(try await stored.inner.getData(try BlobKey(try #require(export.blobKey)), range: 0...7) == Data("EASELENC".utf8), "the bucket holds ciphertext")
+
+            // A presigned bucket URL would hand out ciphertext: Easel streams the plaintext itself.
             let download = try await browser.get("/account/privacy/exports/\(export.id!)/download")
-            #expect(download.status == .found)
-            let location = try #require(download.headers[.location])
-            #expect(location.hasPrefix(peer.endpoint.absoluteString))
-            #expect(location.contains("X-Amz-Expires=60"), "valid for a minute")
+            #expect(download.status == .ok)
+            #expect(download.headers[.location] == nil)
             let folder = try TemporaryDirectory("easel-export")
             defer { folder.remove() }
             let file = folder.url.appending(path: "s3.zip")
-            try await HTTPClient.withHTTPClient { http in
-                let response = try await http.execute(HTTPClientRequest(url: location), timeout: .seconds(60))
-                #expect(response.status == .ok)
-                let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
-                try Data(buffer: body).write(to: file)
-            }
+            try Data(buffer: download.body).write(to: file)
             try await self.verifyArchive(file, seeded, user: user)
         }
     }
@@ -432,7 +440,7 @@ struct ExportTests {
             #expect(meter.imageBytesRead >= 1000 * 270_000)
             #expect(meter.maximumInFlight <= chunk, "read ahead of storage: at most one chunk (saw \(meter.maximumInFlight) bytes)")
             #expect(meter.largestSinkChunk <= chunk + 16 * 1024)
-            try await self.verifyArchive(try self.archiveFile(services, export), seeded, user: user)
+            try await self.verifyArchive(try await self.archiveFile(services, export), seeded, user: user)
         }
     }
 }

@@ -50,7 +50,7 @@ struct HealthTests {
                     settings: .init(), database: database, hasher: PasswordHasher(cost: 4),
                     mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), logger: Logger(label: "test")
                 ),
-                twoFactor: TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), issuer: "Easel"),
+                twoFactor: TwoFactorService(database: database, mails: AccountMails(siteName: "Easel", publicURL: URL(string: "http://localhost:8080")!, localizer: try Localizer.embedded()), issuer: "Easel", secrets: DataKeys(database: database, masterKeys: MasterKeyring(keys: [MasterKeyring.newKey()]))),
                 secretKey: String(repeating: "s", count: 40), mailTransport: "log", localizer: try Localizer.embedded(), mailQueued: {}
             )
         )

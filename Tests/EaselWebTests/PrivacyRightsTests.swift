@@ -135,6 +135,16 @@ struct PrivacyRightsTests {
             mail: MailDraft(kind: "invitation", toEmail: user.email, toName: nil, subject: "Join", text: "Join us", html: nil, messageID: "<inv-ada@example.org>")
         )
         #expect(try await Self.blobsOf(user.id!, in: services.blobs).count >= 4, "image, thumbnail, upload and avatar are stored")
+        // Copies taken before the deletion, as a backup or an old bucket version would keep them.
+        let sealedStore = try #require(services.blobs as? EncryptedBlobStore)
+        var copies: [(BlobKey, Data, Data)] = []
+        for name in try await Self.blobsOf(user.id!, in: services.blobs) {
+            let key = try BlobKey(name)
+            let raw = try await sealedStore.inner.getData(key)
+            #expect(raw.prefix(8) == Data("EASELENC".utf8), "\(name) is encrypted at rest")
+            copies.append((key, raw, try await services.blobs.getData(key)))
+        }
+        #expect(copies.allSatisfy { $0.1 != $0.2 })
 
         let token = try await Self.csrf(services, user)
         let refused = try await browser.post("/account/privacy/delete", ["email": user.email, "password": "wrong password!"], csrf: token)
@@ -166,6 +176,17 @@ struct PrivacyRightsTests {
         #expect(leftovers == [])
         let blobs = try await Self.blobsOf(user.id!, in: services.blobs)
         #expect(blobs == [])
+        // Crypto-shredding: the copies, put back into storage, no longer open, even after a restart.
+        let restarted = EncryptedBlobStore(
+            inner: sealedStore.inner, keyring: DataKeys(database: services.database, masterKeys: try MasterKeyFile.load(at: services.config.masterKeyPath)),
+            urlSigner: services.blobURLSigner, personalFolders: AppServices.personalFolders
+        )
+        for (key, raw, _) in copies {
+            try await sealedStore.inner.put(key, data: raw)
+            await #expect(throws: BlobError.self, "\(key) cannot be decrypted after the purge") { _ = try await services.blobs.getData(key) }
+            await #expect(throws: BlobError.self) { _ = try await restarted.getData(key) }
+            try await sealedStore.inner.delete(key)
+        }
         let payments = try await services.database.writer.read { db in try Row.fetchAll(db, sql: "SELECT user_id, pseudonym FROM payment WHERE checkout_session_id = ?", arguments: ["cs_\(user.id!)"]) }
         #expect(payments.count == 1, "the payment record is kept")
         let pseudonym: String? = payments.first?["pseudonym"]

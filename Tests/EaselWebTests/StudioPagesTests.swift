@@ -293,7 +293,7 @@ struct StudioPagesTests {
                 blobs: try DiskBlobStore(root: folder.url, urlSigner: signer), blobURLSigner: signer, servesTLS: false,
                 publicURL: publicURL, database: database,
                 accounts: AccountService(settings: .init(), database: database, hasher: PasswordHasher(cost: 4), mails: mails, logger: Logger(label: "test")),
-                twoFactor: TwoFactorService(database: database, mails: mails, issuer: "Easel"),
+                twoFactor: TwoFactorService(database: database, mails: mails, issuer: "Easel", secrets: DataKeys(database: database, masterKeys: MasterKeyring(keys: [MasterKeyring.newKey()]))),
                 secretKey: String(repeating: "s", count: 40), mailTransport: "log", localizer: localizer, mailQueued: {}
             )
         )

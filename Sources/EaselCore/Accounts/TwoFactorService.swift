@@ -9,11 +9,14 @@ public struct TwoFactorService: Sendable {
     private let database: AppDatabase
     private let mails: AccountMails
     private let issuer: String
+    /// Seals the TOTP secret under the person's data key before it is stored.
+    private let secrets: DataKeys
 
-    public init(database: AppDatabase, mails: AccountMails, issuer: String) {
+    public init(database: AppDatabase, mails: AccountMails, issuer: String, secrets: DataKeys) {
         self.database = database
         self.mails = mails
         self.issuer = issuer
+        self.secrets = secrets
     }
 
     public struct Setup: Sendable {
@@ -30,7 +33,7 @@ public struct TwoFactorService: Sendable {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
         var generator = SystemRandomNumberGenerator()
         let secret = String((0..<32).map { _ in alphabet.randomElement(using: &generator)! })
-        try await self.database.storePendingTOTPSecret(userID: user.id!, secret: secret)
+        try await self.database.storePendingTOTPSecret(userID: user.id!, secret: try await self.secrets.seal(secret: secret, owner: user.id!))
         return self.setup(secret: secret, email: user.email)
     }
 
@@ -41,15 +44,21 @@ public struct TwoFactorService: Sendable {
     }
 
     /// The setup of the secret waiting for confirmation, to show the page again.
-    public func pendingSetup(for user: User) -> Setup? {
-        guard !user.hasTwoFactor, let secret = user.totpSecret else { return nil }
+    public func pendingSetup(for user: User) async throws -> Setup? {
+        guard !user.hasTwoFactor, let secret = try await self.secret(of: user) else { return nil }
         return self.setup(secret: secret, email: user.email)
+    }
+
+    /// The person's TOTP secret, unsealed.
+    private func secret(of user: User) async throws -> String? {
+        guard let stored = user.totpSecret, let id = user.id else { return nil }
+        return try await self.secrets.open(secret: stored, owner: id)
     }
 
     /// Confirms setup with a code from the app; returns the recovery codes to show once, or nil
     /// when the code is wrong.
     public func confirmSetup(for user: User, code: String, now: Date = Date()) async throws -> [String]? {
-        guard !user.hasTwoFactor, let secret = user.totpSecret, let step = Self.matchingStep(secret: secret, code: code, now: now) else {
+        guard !user.hasTwoFactor, let secret = try await self.secret(of: user), let step = Self.matchingStep(secret: secret, code: code, now: now) else {
             return nil
         }
         let codes = (0..<Self.recoveryCodeCount).map { _ in Self.recoveryCode() }
@@ -63,7 +72,7 @@ public struct TwoFactorService: Sendable {
     /// Checks a code at sign-in: a TOTP code of the current or previous step, never one
     /// accepted before, or an unused recovery code (used up by this).
     public func verify(user: User, code: String, now: Date = Date()) async throws -> Bool {
-        guard user.hasTwoFactor, let secret = user.totpSecret, let id = user.id else { return false }
+        guard user.hasTwoFactor, let secret = try await self.secret(of: user), let id = user.id else { return false }
         let digits = code.filter(\.isNumber)
         if digits.count == 6, code.filter({ !$0.isWhitespace }).count == 6, let step = Self.matchingStep(secret: secret, code: digits, now: now) {
             return try await self.database.claimTOTPStep(userID: id, step: step)

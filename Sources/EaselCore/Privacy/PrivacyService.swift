@@ -41,15 +41,21 @@ public struct PrivacyService: Sendable {
     public let settings: Settings
     private let database: AppDatabase
     private let blobs: any BlobStore
+    /// Destroyed first in a purge, so copies of the person's objects elsewhere stay unreadable.
+    private let dataKeys: DataKeys
     private let mails: AccountMails
     private let unsubscribeSigner: SignedValue
     private let logger: Logger
 
     /// `unsubscribeSigner` signs the tokens of unsubscribe links (purpose "easel unsubscribe v1").
-    public init(settings: Settings, database: AppDatabase, blobs: any BlobStore, mails: AccountMails, unsubscribeSigner: SignedValue, logger: Logger) {
+    public init(
+        settings: Settings, database: AppDatabase, blobs: any BlobStore, dataKeys: DataKeys, mails: AccountMails, unsubscribeSigner: SignedValue,
+        logger: Logger
+    ) {
         self.settings = settings
         self.database = database
         self.blobs = blobs
+        self.dataKeys = dataKeys
         self.mails = mails
         self.unsubscribeSigner = unsubscribeSigner
         self.logger = logger
@@ -239,14 +245,16 @@ public struct PrivacyService: Sendable {
         _ = try await self.purge(userID: userID, actorID: admin.id, now: now)
     }
 
-    /// Crash-safe and re-runnable: (1) mark the purge begun and withdraw access, (2) delete
-    /// every blob under the person's prefixes, outside any transaction, (3) delete every row
-    /// and queue the goodbye mail in one transaction. A crash before (3) leaves the account
-    /// marked, and the next run starts again at (1).
+    /// Crash-safe and re-runnable: (1) mark the purge begun (no new data key can be made from
+    /// then on) and withdraw access, (2) destroy the person's data key, so every copy of their
+    /// objects anywhere is unreadable, (3) delete every blob under their prefixes, outside any
+    /// transaction, (4) delete every row and queue the goodbye mail in one transaction. A
+    /// crash before (4) leaves the account marked, and the next run starts again at (1).
     public func purge(userID: Int64, actorID: Int64? = nil, now: Date = Date()) async throws -> Bool {
         guard let target = try await self.database.beginPurge(userID: userID, newPseudonym: "deleted-" + SecureToken.make(bytes: 8), now: now) else {
             return false
         }
+        try await self.dataKeys.destroy(userID: userID)
         for prefix in Self.personalBlobPrefixes(userID: userID) {
             for blob in try await self.blobs.list(prefix: prefix) {
                 try await self.blobs.delete(blob.key)

@@ -133,7 +133,7 @@ struct ExportController {
         return response
     }
 
-    /// The archive: streamed from disk, or a short-lived presigned redirect with S3.
+    /// The archive, streamed through Easel (it is encrypted in storage, so never a bucket URL).
     @Sendable func download(_ request: Request, context: SignedInContext) async throws -> Response {
         let export = try await self.owned(context)
         guard export.status == .ready, !export.isExpired(at: Date()), let key = export.blobKey else {

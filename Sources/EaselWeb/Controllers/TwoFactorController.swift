@@ -117,7 +117,7 @@ struct TwoFactorController {
     }
 
     @Sendable func settingsPage(_ request: Request, context: SignedInContext) async throws -> Response {
-        try await self.settings(context, user: context.user, setup: self.twoFactor.pendingSetup(for: context.user))
+        try await self.settings(context, user: context.user, setup: try await self.twoFactor.pendingSetup(for: context.user))
     }
 
     @Sendable func setup(_ request: Request, context: SignedInContext) async throws -> Response {
@@ -131,7 +131,7 @@ struct TwoFactorController {
         guard let user = try await self.database.user(id: context.user.id!) else { throw SignInRequired() }
         guard let codes = try await self.twoFactor.confirmSetup(for: user, code: form.code ?? "") else {
             return try await self.settings(
-                context, user: user, setup: self.twoFactor.pendingSetup(for: user),
+                context, user: user, setup: try await self.twoFactor.pendingSetup(for: user),
                 error: self.views.text("account_2fa.error_code", [:], context),
                 status: .unprocessableContent
             )

@@ -11,7 +11,7 @@ struct BlobResponder {
 
     func respond(to request: Request, key: BlobKey, etag: String, contentType: String, disposition: String) async throws -> Response {
         let quotedETag = "\"\(etag)\""
-        if self.blobs.kind == "s3" {
+        if self.blobs.redirectsDownloads(of: key) {
             let url = try await self.blobs.expiringURL(for: key, expiresIn: Self.presignedLifetime)
             return Response(status: .found, headers: [.location: url.absoluteString, .cacheControl: "private, max-age=30"])
         }
