@@ -48,6 +48,7 @@ public func buildApplication(_ services: AppServices, onServerRunning: @escaping
     dependencies.analytics = config.analytics.enabled
     dependencies.countryHeader = config.analytics.countryHeader
     dependencies.regionHeader = config.analytics.regionHeader
+    dependencies.geoIP = config.analytics.geoIP
     dependencies.scheduler = services.scheduler
     dependencies.exports = services.exports
     dependencies.policy = services.policy

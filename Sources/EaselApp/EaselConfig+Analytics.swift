@@ -1,3 +1,4 @@
+import EaselCore
 import Foundation
 
 extension EaselConfig {
@@ -13,6 +14,9 @@ extension EaselConfig {
         /// Headers a trusted proxy (EASEL_TRUSTED_PROXIES) puts the country and region in.
         public var countryHeader: String? = "CF-IPCountry"
         public var regionHeader: String?
+        /// A MaxMind DB (EASEL_GEOIP_DB), opened at start, for clients no trusted header placed.
+        public var geoIP: GeoIPDatabase?
+        public var geoIPPath: String?
 
         public init() {}
     }
@@ -34,12 +38,16 @@ extension EaselConfig {
         analytics.countryHeader = try header(Key.countryHeader, default: "CF-IPCountry")
         analytics.regionHeader = try header(Key.regionHeader, default: nil)
         if let path = settings.string(Key.geoIPDatabase) {
-            // Refused rather than ignored: an operator who set it expects countries from it.
-            throw ConfigError(
-                key: Key.geoIPDatabase.env,
-                problem:
-                    "MaxMind databases are not supported yet (got \"\(path)\"); unset it and let a trusted proxy send the country in EASEL_COUNTRY_HEADER"
-            )
+            // Opened now, so a missing or damaged file stops the start instead of silently giving no countries.
+            do throws(GeoIPDatabase.InvalidDatabase) {
+                analytics.geoIP = try GeoIPDatabase(contentsOf: URL(fileURLWithPath: path))
+                analytics.geoIPPath = path
+            } catch {
+                throw ConfigError(
+                    key: Key.geoIPDatabase.env,
+                    problem: "\"\(path)\" \(error.reason); point it at a MaxMind .mmdb file such as GeoLite2-Country.mmdb, or unset it"
+                )
+            }
         }
         return analytics
     }
@@ -51,6 +59,7 @@ extension EaselConfig {
             "EASEL_LOG_RETENTION_DAYS=\(self.analytics.logRetentionDays)",
             "EASEL_COUNTRY_HEADER=\(self.analytics.countryHeader ?? "off")",
             "EASEL_REGION_HEADER=\(self.analytics.regionHeader ?? "off")",
+            "EASEL_GEOIP_DB=\(self.analytics.geoIPPath ?? "")",
         ]
     }
 }

@@ -17,7 +17,7 @@ public struct AppRequestContext: RequestContext {
     public let cspNonce: String
     /// The peer's IP address (a reverse proxy's, when there is one).
     public var clientIP: String
-    /// Two-letter country from a trusted proxy, when it tells (see ClientAddressMiddleware).
+    /// Two-letter country from a trusted proxy's header or the GeoIP file (see ClientAddressMiddleware).
     public var country: String?
     /// Region (state, province) from a trusted proxy's EASEL_REGION_HEADER, when it tells.
     public var region: String?

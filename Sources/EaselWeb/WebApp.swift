@@ -53,6 +53,8 @@ public struct WebDependencies: Sendable {
     /// EASEL_REGION_HEADER); nil ignores them.
     public var countryHeader: String? = "CF-IPCountry"
     public var regionHeader: String?
+    /// EASEL_GEOIP_DB: country and region by address when no trusted header gives them.
+    public var geoIP: GeoIPDatabase?
     /// The jobs, for the admin page that lists them and their last runs.
     public var scheduler: Scheduler?
     /// "Export everything" (its block on the Privacy page); nil leaves it out.
@@ -102,7 +104,7 @@ public func buildRouter(_ dependencies: WebDependencies) -> Router<AppRequestCon
     router.add(
         middleware: ClientAddressMiddleware(
             trusted: dependencies.trustedProxies, countryHeader: dependencies.countryHeader.flatMap { HTTPField.Name($0) },
-            regionHeader: dependencies.regionHeader.flatMap { HTTPField.Name($0) }
+            regionHeader: dependencies.regionHeader.flatMap { HTTPField.Name($0) }, geoIP: dependencies.geoIP
         )
     )
     router.add(middleware: AccessLogMiddleware(recorder: dependencies.traffic))

@@ -35,7 +35,7 @@ struct AnalyticsConfigTests {
     }
 
     @Test(
-        "Bad values name their variable; a MaxMind database is refused, not silently ignored",
+        "Bad values name their variable; a MaxMind database that is missing is refused, not silently ignored",
         arguments: [
             (["EASEL_ANALYTICS": "maybe"], "EASEL_ANALYTICS"),
             (["EASEL_ANALYTICS_RETENTION_DAYS": "0"], "EASEL_ANALYTICS_RETENTION_DAYS"),

@@ -1,3 +1,4 @@
+import EaselCore
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -6,7 +7,9 @@ import Hummingbird
 /// per-IP sign-in throttling hit everyone at once. When the peer is a trusted proxy
 /// (EASEL_TRUSTED_PROXIES), the client is the right-most address in X-Forwarded-For that is
 /// not itself a trusted proxy, and a `CF-IPCountry` header gives the approximate country.
-/// From anyone else, both headers are ignored: they are trivially forged.
+/// From anyone else, both headers are ignored: they are trivially forged. When no trusted header
+/// gave a country, a MaxMind database (EASEL_GEOIP_DB) looks the client's address up; the full
+/// address is only used here, in memory (analytics keep its network part).
 struct ClientAddressMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let trusted: TrustedProxies
@@ -14,9 +17,11 @@ struct ClientAddressMiddleware: RouterMiddleware {
     var countryHeader: HTTPField.Name? = HTTPField.Name("CF-IPCountry")
     /// The header holding the region (EASEL_REGION_HEADER); nil ignores it.
     var regionHeader: HTTPField.Name?
+    /// Country and region by address, for clients no trusted header placed; nil looks nothing up.
+    var geoIP: GeoIPDatabase?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard !self.trusted.isEmpty, self.trusted.contains(context.clientIP) else { return try await next(request, context) }
+        guard !self.trusted.isEmpty, self.trusted.contains(context.clientIP) else { return try await next(request, self.located(context)) }
         var context = context
         let forwarded = request.headers[values: HTTPField.Name("X-Forwarded-For")!]
             .flatMap { $0.split(separator: ",") }
@@ -36,7 +41,18 @@ struct ClientAddressMiddleware: RouterMiddleware {
         {
             context.region = region
         }
-        return try await next(request, context)
+        return try await next(request, self.located(context))
+    }
+
+    /// The context with the database's country and region when no header gave a country.
+    private func located(_ context: Context) -> Context {
+        guard context.country == nil, let geoIP = self.geoIP else { return context }
+        let location = geoIP.location(ip: context.clientIP)
+        guard let country = location.country else { return context }
+        var context = context
+        context.country = country
+        context.region = context.region ?? location.region
+        return context
     }
 }
 
