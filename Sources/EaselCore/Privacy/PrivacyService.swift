@@ -73,52 +73,12 @@ public struct PrivacyService: Sendable {
     // MARK: Access
 
     /// The person's data as one JSON document, produced section by section (long lists a page
-    /// at a time), so a large account never sits in memory whole. Logged as a data request.
+    /// at a time) as the client reads it, so a large account never sits in memory whole, even
+    /// for a slow client. Logged as a data request.
     public func accessReport(userID: Int64, now: Date = Date()) async throws -> BlobByteStream {
         try await self.database.recordDataRequest(userID: userID, kind: .access, outcome: "downloaded", now: now)
-        let database = self.database
-        let logger = self.logger
-        let generated = ISO8601DateFormatter().string(from: now)
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    continuation.yield(ByteBuffer(string: "{\n\"format\":\"easel-personal-data-1\",\n\"generated_at\":\"\(generated)\""))
-                    for section in AppDatabase.accessSections {
-                        continuation.yield(ByteBuffer(string: ",\n\"\(section.name)\":"))
-                        if section.single {
-                            var object = try await database.accessRows(section, userID: userID).objects.first ?? "null"
-                            if section.name == "consents" {
-                                // Choices other features keep on the account (analytics opt-out, …).
-                                let optOuts = try await database.accountOptOuts(userID: userID)
-                                if object.hasSuffix("}"), optOuts.count > 2 { object = String(object.dropLast()) + "," + String(optOuts.dropFirst()) }
-                            }
-                            continuation.yield(ByteBuffer(string: object))
-                            continue
-                        }
-                        continuation.yield(ByteBuffer(string: "["))
-                        var after: Int64 = 0
-                        var first = true
-                        while true {
-                            try Task.checkCancellation()
-                            let page = try await database.accessRows(section, userID: userID, after: after)
-                            if !page.objects.isEmpty {
-                                continuation.yield(ByteBuffer(string: (first ? "\n" : ",\n") + page.objects.joined(separator: ",\n")))
-                                first = false
-                            }
-                            guard let last = page.lastID else { break }
-                            after = last
-                        }
-                        continuation.yield(ByteBuffer(string: "]"))
-                    }
-                    continuation.yield(ByteBuffer(string: "\n}\n"))
-                    continuation.finish()
-                } catch {
-                    logger.error("personal data download failed: \(error)")
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        let reader = AccessReportReader(database: self.database, userID: userID, generatedAt: now, logger: self.logger)
+        return AsyncThrowingStream(unfolding: { try await reader.next() })
     }
 
     // MARK: Images
@@ -377,5 +337,88 @@ public struct PrivacyService: Sendable {
 
     static func name(_ user: User) -> String? {
         user.displayName.isEmpty ? nil : user.displayName
+    }
+}
+
+/// Hands out the access report one piece per call: the opening, then each section's start, then
+/// its pages. Pulled by the response writer, so nothing is read before the client takes it.
+private final class AccessReportReader: @unchecked Sendable {
+    private enum Step {
+        case opening
+        case section(Int)
+        case page(Int)
+        case finished
+    }
+
+    private let database: AppDatabase
+    private let userID: Int64
+    private let generatedAt: Date
+    private let logger: Logger
+    private var step = Step.opening
+    private var after: Int64 = 0
+    private var firstOfSection = true
+
+    init(database: AppDatabase, userID: Int64, generatedAt: Date, logger: Logger) {
+        self.database = database
+        self.userID = userID
+        self.generatedAt = generatedAt
+        self.logger = logger
+    }
+
+    func next() async throws -> ByteBuffer? {
+        do {
+            return try await self.advance().map { ByteBuffer(string: $0) }
+        } catch {
+            self.logger.error("personal data download failed: \(error)")
+            self.step = .finished
+            throw error
+        }
+    }
+
+    private func advance() async throws -> String? {
+        let sections = AppDatabase.accessSections
+        switch self.step {
+        case .opening:
+            self.step = .section(0)
+            return "{\n\"format\":\"easel-personal-data-1\",\n\"generated_at\":\"\(ISO8601DateFormatter().string(from: self.generatedAt))\""
+        case .section(let index):
+            guard index < sections.count else {
+                self.step = .finished
+                return "\n}\n"
+            }
+            let section = sections[index]
+            let opening = ",\n\"\(section.name)\":"
+            guard section.single else {
+                self.after = 0
+                self.firstOfSection = true
+                self.step = .page(index)
+                return opening + "["
+            }
+            var object = try await self.database.accessRows(section, userID: self.userID).objects.first ?? "null"
+            if section.name == "consents" {
+                // Choices other features keep on the account (analytics opt-out, …).
+                let optOuts = try await self.database.accountOptOuts(userID: self.userID)
+                if object.hasSuffix("}"), optOuts.count > 2 { object = String(object.dropLast()) + "," + String(optOuts.dropFirst()) }
+            }
+            self.step = .section(index + 1)
+            return opening + object
+        case .page(let index):
+            try Task.checkCancellation()
+            let page = try await self.database.accessRows(sections[index], userID: self.userID, after: self.after)
+            var text = ""
+            if !page.objects.isEmpty {
+                text = (self.firstOfSection ? "\n" : ",\n") + page.objects.joined(separator: ",\n")
+                self.firstOfSection = false
+            }
+            if let last = page.lastID {
+                self.after = last
+            } else {
+                text += "]"
+                self.step = .section(index + 1)
+            }
+            return text
+        case .finished:
+            return nil
+        }
     }
 }
