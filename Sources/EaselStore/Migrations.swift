@@ -174,6 +174,14 @@ extension AppDatabase {
         migrator.registerMigration("2026-11-30 data keys") { db in
             try Self.createDataKeyTable(db)
         }
+        migrator.registerMigration("2026-11-30 mail owner") { db in
+            // Whose mail it is, so a purge finds mail to addresses the person has since left.
+            try db.alter(table: "mail_outbox") { t in
+                t.add(column: "user_id", .integer).references("user", onDelete: .cascade)
+            }
+            try db.execute(sql: "UPDATE mail_outbox SET user_id = (SELECT id FROM user WHERE user.email = lower(mail_outbox.to_email))")
+            try db.create(index: "mail_outbox_by_user", on: "mail_outbox", columns: ["user_id"])
+        }
         return migrator
     }
 }

@@ -4,6 +4,7 @@ import EaselCore
 import EaselStore
 import EaselTestSupport
 import Foundation
+import GRDB
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -390,7 +391,7 @@ struct BillingTests {
         }
     }
 
-    @Test("At an account's purge payment records stay under a pseudonym; after 7 years they go")
+    @Test("At an account's purge payment records and subscriptions stay under a pseudonym; after 7 years they go")
     func retention() async throws {
         try await self.withBilling { services, client in
             let buyer = try await self.account(services, "jo@example.org")
@@ -399,14 +400,26 @@ struct BillingTests {
                 Self.event("evt_j1", "checkout.session.completed", created: Int(Date().timeIntervalSince1970),
                            Self.packSession("cs_j", user: buyer.id!, customer: "cus_jo", pack: "pack-100", credits: 100, amount: 500, intent: "pi_j"))
             ])
+            try await services.database.writer.write { db in
+                try db.execute(
+                    sql: "INSERT INTO subscription (stripe_subscription_id, user_id, plan_id, status, created_at, updated_at) VALUES ('sub_j', ?, 'plus', 'canceled', ?, ?)",
+                    arguments: [buyer.id!, Date(), Date()]
+                )
+            }
             try await services.database.pseudonymiseBillingRecords(userID: buyer.id!, pseudonym: "deleted-7f3a")
             let kept = try #require(try await services.database.payment(checkoutSessionID: "cs_j"))
             #expect(kept.userID == nil && kept.pseudonym == "deleted-7f3a")
             #expect(kept.amount == 500 && kept.currency == "usd")
             #expect(try await services.database.stripeCustomerID(userID: buyer.id!) == nil)
             #expect(try await services.database.deletePayments(createdBefore: Date().addingTimeInterval(-MaintenanceJobs.paymentRetention)) == 0)
+            #expect(try await self.subscriptionCount(services) == 1, "the subscription stays as long as the payments")
             #expect(try await services.database.deletePayments(createdBefore: Date().addingTimeInterval(60)) == 1)
+            #expect(try await self.subscriptionCount(services) == 0)
         }
+    }
+
+    func subscriptionCount(_ services: AppServices) async throws -> Int {
+        try await services.database.writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM subscription WHERE stripe_subscription_id = 'sub_j'") ?? 0 }
     }
 
     @Test("Only verified webhooks grant purchased credits: purchase entries are written in one place, reached only from the webhook handler")

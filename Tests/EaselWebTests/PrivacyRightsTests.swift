@@ -260,6 +260,41 @@ struct PrivacyRightsTests {
         }
     }
 
+    @Test("Mail to an address the person has since changed is theirs: listed in their data, and purged with them")
+    func mailToEarlierAddresses() async throws {
+        try await withTestApp(Self.settings) { services, client in
+            _ = try await Self.signedIn(services, client, email: "admin@example.org")
+            let (_, user) = try await Self.signedIn(services, client, email: "ada@example.org")
+            @Sendable func draft(_ kind: String, to address: String) -> MailDraft {
+                MailDraft(kind: kind, toEmail: address, toName: nil, subject: kind, text: "about your account", html: nil, messageID: "<\(kind)@example.org>")
+            }
+            let token = Data(SecureToken.hash("change-ada"))
+            try await services.database.issueEmailToken(
+                NewEmailToken(purpose: .changeEmail, tokenHash: token, newEmail: "ada.new@example.org", expiresAt: Date().addingTimeInterval(3600)),
+                userID: user.id!, mail: draft("confirm_new", to: "ada.new@example.org")
+            )
+            _ = try #require(try await services.database.confirmEmailChange(tokenHash: token) { old in draft("address_changed", to: old.email) })
+            let mine = try await services.database.writer.read { db in
+                try String.fetchAll(db, sql: "SELECT to_email FROM mail_outbox WHERE user_id = ? ORDER BY id", arguments: [user.id!])
+            }
+            #expect(mine.contains("ada@example.org") && mine.contains("ada.new@example.org"))
+
+            var report = Data()
+            for try await chunk in try await services.privacy.accessReport(userID: user.id!) { report.append(contentsOf: chunk.readableBytesView) }
+            let json = try #require(try JSONSerialization.jsonObject(with: report) as? [String: Any])
+            let listed = try #require(json["mails"] as? [[String: Any]]).compactMap { $0["to_email"] as? String }
+            #expect(listed.contains("ada@example.org") && listed.contains("ada.new@example.org"), "the access report lists mail to both addresses")
+
+            let mail = draft("deletion_requested", to: "ada.new@example.org")
+            _ = try await services.database.requestAccountDeletion(userID: user.id!, mail: mail, outcome: "scheduled")
+            #expect(try await services.privacy.purge(userID: user.id!))
+            let left = try await services.database.writer.read { db in
+                try Row.fetchAll(db, sql: "SELECT kind, to_email FROM mail_outbox WHERE to_email IN ('ada@example.org', 'ada.new@example.org')")
+            }
+            #expect(left.map { $0["kind"] as String } == [AccountMails.purgedKind], "only the goodbye mail, to the current address, remains until sent")
+        }
+    }
+
     @Test("Signing in within the grace period offers to cancel the deletion, and cancelling keeps the account")
     func signingInCancels() async throws {
         try await withTestApp(Self.settings) { services, client in
@@ -465,6 +500,31 @@ struct PrivacyRightsTests {
             #expect(throws: PrivacyService.DeletionError.signInAgain) {
                 try privacy.check(.init(typedEmail: user.email, passwordOK: nil, codeOK: nil, signedInAt: now.addingTimeInterval(-3600)), user: oidcOnly, now: now)
             }
+        }
+    }
+
+    @Test("Wrong two-factor codes on the deletion form count as failed sign-ins, so guessing codes is throttled")
+    func deletionCodesAreThrottled() async throws {
+        try await withTestApp(Self.settings) { services, client in
+            _ = try await Self.signedIn(services, client, email: "admin@example.org")
+            let (browser, user) = try await Self.signedIn(services, client, email: "ada@example.org")
+            try await services.database.writer.write { db in
+                try db.execute(sql: "UPDATE user SET totp_secret = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', totp_enabled_at = ? WHERE id = ?", arguments: [Date(), user.id!])
+            }
+            let token = try await Self.csrf(services, user)
+            var statuses: [HTTPResponse.Status] = []
+            for _ in 0..<7 {
+                // The right password each time: it must not wipe the count of wrong codes.
+                let response = try await browser.post("/account/privacy/delete", ["email": user.email, "password": Self.password, "code": "000000"], csrf: token)
+                statuses.append(response.status)
+            }
+            #expect(statuses.allSatisfy { $0 == .unauthorized || $0 == .tooManyRequests }, "\(statuses)")
+            let failures = try await services.database.loginFailures(email: user.email, ip: "", since: Date().addingTimeInterval(-3600))
+            #expect(failures.account == statuses.filter { $0 == .unauthorized }.count)
+            #expect(failures.account >= 5)
+            let latest = try #require(failures.latest)
+            #expect(try await services.accounts.throttleDelay(email: user.email, ip: "", now: latest) != nil, "the next try must wait")
+            #expect(try await services.privacy.state(userID: user.id!)?.deletionRequestedAt == nil, "nothing was deleted")
         }
     }
 

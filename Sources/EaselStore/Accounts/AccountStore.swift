@@ -113,7 +113,8 @@ extension AppDatabase {
             try EmailToken.filter(Column("user_id") == userID && Column("purpose") == token.purpose.rawValue && Column("used_at") == nil)
                 .deleteAll(db)
             try Self.insertToken(token, userID: userID, db: db, now: now)
-            try Self.enqueue(mail, db: db, now: now)
+            // To the new address, when the address is changing: still the person's mail.
+            try Self.enqueue(mail, db: db, now: now, userID: userID)
         }
     }
 
@@ -298,7 +299,9 @@ extension AppDatabase {
         return user
     }
 
-    static func enqueue(_ draft: MailDraft, db: Database, now: Date) throws {
+    /// Queues a mail in the caller's transaction. It is tied to `userID`, or else to the account
+    /// that has its address now.
+    static func enqueue(_ draft: MailDraft, db: Database, now: Date, userID: Int64? = nil) throws {
         var mail = OutboxMail(
             id: nil, kind: draft.kind, toEmail: draft.toEmail, toName: draft.toName, subject: draft.subject,
             textBody: draft.text, htmlBody: draft.html, messageID: draft.messageID, status: .queued, attempts: 0,
@@ -307,6 +310,7 @@ extension AppDatabase {
         if !draft.headers.isEmpty {
             mail.headers = String(decoding: try JSONEncoder().encode(draft.headers), as: UTF8.self)
         }
+        mail.userID = try userID ?? Int64.fetchOne(db, sql: "SELECT id FROM user WHERE email = ?", arguments: [draft.toEmail.lowercased()])
         try mail.insert(db)
     }
 }

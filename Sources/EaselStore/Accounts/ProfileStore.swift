@@ -22,7 +22,7 @@ extension AppDatabase {
             } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
                 throw AccountStoreError.emailTaken
             }
-            try Self.enqueue(notice(old), db: db, now: now)
+            try Self.enqueue(notice(old), db: db, now: now, userID: old.id)
             return (old, user)
         }
     }

@@ -161,6 +161,9 @@ public struct OutboxMail: Codable, Sendable, Equatable, Identifiable, FetchableR
     public var sentAt: Date?
     /// Extra headers as a JSON object (List-Unsubscribe on non-essential mail); nil for none.
     public var headers: String? = nil
+    /// The person it was written to or about, kept when their address changes, so a purge
+    /// removes mail to earlier addresses too; nil for mail to someone without an account.
+    public var userID: Int64? = nil
 
     /// `headers` decoded; empty when there are none.
     public var extraHeaders: [String: String] {
@@ -170,6 +173,7 @@ public struct OutboxMail: Codable, Sendable, Equatable, Identifiable, FetchableR
 
     enum CodingKeys: String, CodingKey {
         case id, kind, subject, status, attempts, transport, headers
+        case userID = "user_id"
         case toEmail = "to_email"
         case toName = "to_name"
         case textBody = "text_body"

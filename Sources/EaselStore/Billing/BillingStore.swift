@@ -513,10 +513,12 @@ extension AppDatabase {
         }
     }
 
-    /// Payment records past their retention (7 years after the payment).
+    /// Payment records past their retention (7 years after the payment), and the subscriptions
+    /// of purged accounts as long after the purge. Returns how many payments went.
     @discardableResult
     public func deletePayments(createdBefore limit: Date) async throws -> Int {
         try await self.writer.write { db in
+            try db.execute(sql: "DELETE FROM subscription WHERE user_id IS NULL AND updated_at < ?", arguments: [limit])
             try db.execute(sql: "DELETE FROM stripe_charge WHERE updated_at < ?", arguments: [limit])
             try db.execute(sql: "DELETE FROM stripe_invoice_payment WHERE created_at < ?", arguments: [limit])
             return try Payment.filter(Column("created_at") < limit).deleteAll(db)

@@ -294,7 +294,8 @@ extension AppDatabase {
             try db.execute(sql: "UPDATE data_request SET pseudonym = ? WHERE user_id = ?", arguments: [target.pseudonym, id])
             try db.execute(sql: "UPDATE payment SET user_id = NULL, pseudonym = ?, updated_at = ? WHERE user_id = ?", arguments: [target.pseudonym, now, id])
             try db.execute(sql: "UPDATE subscription SET user_id = NULL, updated_at = ? WHERE user_id = ?", arguments: [now, id])
-            // Mail to the address, and mail that names it (an invitation sent on their behalf).
+            // Mail to the address, and mail that names it (an invitation sent on their behalf);
+            // mail to earlier addresses goes with the other user_id rows below.
             try db.execute(sql: "DELETE FROM mail_outbox WHERE lower(to_email) = ? OR instr(lower(text_body), ?) > 0", arguments: [email, email])
             try db.execute(sql: "DELETE FROM login_failure WHERE lower(email) = ?", arguments: [email])
             try db.execute(sql: "DELETE FROM invitation WHERE lower(email) = ?", arguments: [email])
@@ -515,7 +516,7 @@ extension AppDatabase {
         ),
         AccessSection(
             name: "mails", single: false, paged: false,
-            sql: "SELECT kind, subject, status, created_at, sent_at FROM mail_outbox WHERE lower(to_email) = (SELECT email FROM user WHERE id = ?) ORDER BY id"
+            sql: "SELECT kind, to_email, subject, status, created_at, sent_at FROM mail_outbox WHERE user_id = ? ORDER BY id"
         ),
         AccessSection(name: "data_requests", single: false, paged: false, sql: "SELECT kind, outcome, created_at FROM data_request WHERE user_id = ? ORDER BY id"),
     ]

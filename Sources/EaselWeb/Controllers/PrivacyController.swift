@@ -174,6 +174,21 @@ struct PrivacyController {
     @Sendable func deleteAccount(_ request: Request, context: SignedInContext) async throws -> Response {
         let form = try await URLEncodedFormDecoder().decode(DeleteForm.self, from: request, context: context)
         let user = context.user
+        if let wait = try await self.accounts.throttleDelay(email: user.email, ip: context.clientIP) {
+            return try await self.render(
+                context, error: self.views.text("signin.error_throttled", ["wait": self.views.duration(seconds: wait, context)], context), status: .tooManyRequests
+            )
+        }
+        // The code before the password: a right password clears the failures, so checking it
+        // first would let wrong codes be tried without end. A wrong code counts as a failed sign-in.
+        var codeOK: Bool?
+        if user.hasTwoFactor, user.passwordHash != nil {
+            codeOK = try await self.twoFactor.verify(user: user, code: form.code ?? "")
+            if codeOK == false {
+                try await self.database.recordLoginFailure(email: user.email, ip: context.clientIP)
+                return try await self.render(context, error: self.views.text("privacy.error_code", [:], context), status: .unauthorized)
+            }
+        }
         var passwordOK: Bool?
         if user.passwordHash != nil {
             switch try await self.accounts.signIn(email: user.email, password: form.password ?? "", ip: context.clientIP) {
@@ -184,10 +199,6 @@ struct PrivacyController {
                 )
             default: passwordOK = false
             }
-        }
-        var codeOK: Bool?
-        if user.hasTwoFactor, user.passwordHash != nil {
-            codeOK = try await self.twoFactor.verify(user: user, code: form.code ?? "")
         }
         let proof = PrivacyService.Reauthentication(typedEmail: form.email ?? "", passwordOK: passwordOK, codeOK: codeOK, signedInAt: context.identity.session.createdAt)
         let purgeOn: Date
