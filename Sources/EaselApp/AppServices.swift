@@ -63,9 +63,10 @@ public struct AppServices: Sendable {
         let httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Self.httpClientConfiguration())
         let signer = BlobURLSigner(baseURL: config.publicURL, secret: Data(secretKey.utf8))
         let dataKeys: DataKeys
-        let blobs: any BlobStore
+        let blobs: EncryptedBlobStore
         do {
-            dataKeys = DataKeys(database: database, masterKeys: try MasterKeyFile.loadOrCreate(at: config.masterKeyPath))
+            let masterKeys = try MasterKeyFile.loadOrCreate(at: config.masterKeyPath, existingDataKeys: try await database.dataKeyCount())
+            dataKeys = DataKeys(database: database, masterKeys: masterKeys)
             blobs = EncryptedBlobStore(
                 inner: try Self.makeBlobStore(config: config, signer: signer, httpClient: httpClient, logger: logger), keyring: dataKeys,
                 urlSigner: signer, personalFolders: Self.personalFolders
@@ -126,6 +127,7 @@ public struct AppServices: Sendable {
         var jobs = [
             MaintenanceJobs.databaseUpkeep(database: database, sessionIdle: config.sessionIdle.seconds),
             MaintenanceJobs.mail(dispatcher: mailer),
+            MaintenanceJobs.sealExisting(dataKeys: dataKeys, blobs: blobs, logger: logger.with(label: "easel.encryption")),
         ]
         if let interval = config.backupInterval {
             jobs.append(MaintenanceJobs.backup(service: backups, interval: interval))
@@ -148,6 +150,7 @@ public struct AppServices: Sendable {
         )
         jobs += exports.jobs()
         let scheduler = Scheduler(jobs: jobs, database: database, logger: logger.with(label: "easel.jobs"))
+        exports.onMailQueued { [scheduler] in scheduler.wake("mail") }
 
         let events = TaskEvents()
         let generationSettings = Self.generationSettings(config)

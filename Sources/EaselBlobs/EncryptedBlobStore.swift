@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import NIOCore
+import Synchronization
 
 /// A person's data key, as an `EncryptedBlobStore` uses it.
 public struct BlobDataKey: Sendable {
@@ -34,19 +35,43 @@ public protocol BlobKeyring: Sendable {
 /// reordering or swapping chunks or whole objects fails authentication. Destroying the data
 /// key makes every copy unreadable: the bucket's old versions, backups, a stolen disk.
 ///
-/// Objects written before encryption was turned on (no header) are read as they are.
+/// Objects stored before encryption existed (no header) are read as they are until
+/// `sealExisting` has sealed them; from then on such an object is refused.
 public struct EncryptedBlobStore: BlobStore {
     public let inner: any BlobStore
     private let keyring: any BlobKeyring
     private let urlSigner: BlobURLSigner
     /// First key components whose second component names the owner ("u42").
-    private let personalFolders: Set<String>
+    public let personalFolders: Set<String>
+    private let unsealed = UnsealedObjects()
 
     public init(inner: any BlobStore, keyring: any BlobKeyring, urlSigner: BlobURLSigner, personalFolders: Set<String>) {
         self.inner = inner
         self.keyring = keyring
         self.urlSigner = urlSigner
         self.personalFolders = personalFolders
+    }
+
+    /// From now on an object in a personal folder without a header is refused rather than read
+    /// as stored before encryption (call once `sealExisting` has found none left).
+    public func refuseUnsealedObjects() {
+        self.unsealed.refuse()
+    }
+
+    /// Encrypts every object of a personal folder still stored as it was before encryption
+    /// (streamed: read in place and written back sealed). Returns how many were sealed.
+    public func sealExisting() async throws -> Int {
+        var sealed = 0
+        for folder in self.personalFolders.sorted() {
+            for info in try await self.inner.list(prefix: folder + "/") where self.owner(of: info.key) != nil {
+                let first = info.size == 0 ? Data() : try await self.inner.getData(info.key, range: 0...(min(info.size, SealedObjectFormat.headerSize) - 1))
+                guard try SealedObjectFormat.Header(first) == nil else { continue }
+                let object = try await self.inner.get(info.key, range: nil)
+                try await self.put(info.key, body: object.body, contentType: object.info.contentType ?? info.contentType)
+                sealed += 1
+            }
+        }
+        return sealed
     }
 
     public var kind: String { self.inner.kind }
@@ -94,10 +119,8 @@ public struct EncryptedBlobStore: BlobStore {
         guard self.owner(of: key) != nil else { return try await self.inner.get(key, range: range) }
         guard let range else { return try await self.getWhole(key) }
         guard let sealedInfo = try await self.inner.head(key) else { throw BlobError.notFound(key) }
-        guard sealedInfo.size >= SealedObjectFormat.headerSize,
-            let header = SealedObjectFormat.Header(try await self.inner.getData(key, range: 0...(SealedObjectFormat.headerSize - 1)))
-        else {
-            return try await self.inner.get(key, range: range)  // written before encryption
+        guard let header = try await self.header(of: key, size: sealedInfo.size) else {
+            return try await self.inner.get(key, range: range)  // stored before encryption
         }
         let dataKey = try await self.dataKey(for: header, key: key)
         guard let size = SealedObjectFormat.plaintextSize(sealed: sealedInfo.size) else {
@@ -127,10 +150,9 @@ public struct EncryptedBlobStore: BlobStore {
         while buffered.readableBytes < SealedObjectFormat.headerSize, let chunk = try await source.next() {
             buffered.writeImmutableBuffer(chunk)
         }
-        guard object.info.size >= SealedObjectFormat.headerSize,
-            let header = SealedObjectFormat.Header(Data(buffered.getBytes(at: buffered.readerIndex, length: SealedObjectFormat.headerSize) ?? []))
-        else {
-            // Written before encryption: hand back what was read and the rest as they are.
+        let first = Data(buffered.readableBytesView.prefix(SealedObjectFormat.headerSize))
+        guard let header = try self.classify(key, firstBytes: first) else {
+            // Stored before encryption: hand back what was read and the rest as they are.
             let passthrough = PassthroughReader(source: source, first: buffered)
             return BlobObject(info: object.info, range: nil, body: AsyncThrowingStream(unfolding: { try await passthrough.next() }))
         }
@@ -148,6 +170,23 @@ public struct EncryptedBlobStore: BlobStore {
         return BlobObject(info: info, range: nil, body: AsyncThrowingStream(unfolding: { try await reader.next() }))
     }
 
+    /// The header of a stored object of `size` bytes, or nil for one stored before encryption.
+    private func header(of key: BlobKey, size: Int) async throws -> SealedObjectFormat.Header? {
+        let first = size == 0 ? Data() : try await self.inner.getData(key, range: 0...(min(size, SealedObjectFormat.headerSize) - 1))
+        return try self.classify(key, firstBytes: first)
+    }
+
+    /// The header, or nil for an object stored before encryption, which is only accepted until
+    /// `EncryptedBlobStore.sealExisting` has sealed them all: after that, an object without a
+    /// header was put there by someone else, and is refused.
+    private func classify(_ key: BlobKey, firstBytes: Data) throws -> SealedObjectFormat.Header? {
+        if let header = try SealedObjectFormat.Header(firstBytes) { return header }
+        guard self.unsealed.accepted else {
+            throw BlobError.undecryptable("\(key) is not encrypted, although every object in a personal folder is: it was replaced in storage")
+        }
+        return nil
+    }
+
     private func dataKey(for header: SealedObjectFormat.Header, key: BlobKey) async throws -> BlobDataKey {
         guard let dataKey = try await self.keyring.dataKey(id: header.dataKeyID) else {
             throw BlobError.undecryptable("\(key) cannot be read: its data key was destroyed when its owner's account was purged")
@@ -161,10 +200,16 @@ public struct EncryptedBlobStore: BlobStore {
     public func head(_ key: BlobKey) async throws -> BlobInfo? {
         guard var info = try await self.inner.head(key) else { return nil }
         guard self.owner(of: key) != nil else { return info }
-        guard info.size >= SealedObjectFormat.headerSize,
-            SealedObjectFormat.Header(try await self.inner.getData(key, range: 0...(SealedObjectFormat.headerSize - 1))) != nil,
-            let size = SealedObjectFormat.plaintextSize(sealed: info.size)
-        else { return info }
+        let header: SealedObjectFormat.Header?
+        do {
+            header = try await self.header(of: key, size: info.size)
+        } catch BlobError.notFound {
+            return nil  // deleted in between
+        }
+        guard header != nil else { return info }
+        guard let size = SealedObjectFormat.plaintextSize(sealed: info.size) else {
+            throw BlobError.undecryptable("\(key) is cut short: its size does not match the encrypted format")
+        }
         info.size = size
         return info
     }
@@ -173,7 +218,8 @@ public struct EncryptedBlobStore: BlobStore {
         try await self.inner.delete(key)
     }
 
-    /// Sizes under personal folders are those of the plaintext, for objects in the encrypted format.
+    /// Sizes under personal folders are those of the plaintext (for objects stored before
+    /// encryption, until `sealExisting` has run, a little smaller than they are).
     public func list(prefix: String) async throws -> [BlobInfo] {
         try await self.inner.list(prefix: prefix).map { info in
             guard self.owner(of: info.key) != nil, let size = SealedObjectFormat.plaintextSize(sealed: info.size) else { return info }
@@ -201,42 +247,57 @@ public struct EncryptedBlobStore: BlobStore {
 
 /// The layout of an encrypted object:
 ///
-///     header (24 bytes): "EASELENC" · version 1 · 7-byte random nonce prefix · data key id (Int64, big-endian)
+///     header (40 bytes): "EASELENC" · version 1 · 7-byte random nonce prefix · data key id (Int64, big-endian)
+///                        · 16-byte random salt
 ///     chunks: AES-256-GCM of up to 64 KiB of plaintext each, followed by its 16-byte tag
 ///
-/// Chunk i's nonce is the prefix · i (UInt32, big-endian) · 1 for the last chunk, else 0; its
-/// additional data is the header and the object's key, so an object moved to another key or
-/// given another header fails to open. An empty object has one empty last chunk.
+/// Each object has its own key, HKDF-SHA256 of the data key with the salt and the object's
+/// key, so nonces never repeat under one key however many objects a person has. Chunk i's
+/// nonce is the prefix · i (UInt32, big-endian) · 1 for the last chunk, else 0; its additional
+/// data is the header and the object's key, so an object moved to another key or given another
+/// header fails to open. An empty object has one empty last chunk.
 public enum SealedObjectFormat {
     public static let chunkSize = 64 * 1024
     public static let tagSize = 16
-    public static let headerSize = 24
+    public static let headerSize = 40
     static let magic = Array("EASELENC".utf8)
     static let version: UInt8 = 1
 
     public struct Header: Sendable {
         public var dataKeyID: Int64
         var noncePrefix: [UInt8]
+        var salt: [UInt8]
 
         init(dataKeyID: Int64) {
             self.dataKeyID = dataKeyID
             var generator = SystemRandomNumberGenerator()
             self.noncePrefix = (0..<7).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+            self.salt = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         }
 
-        /// Nil when `bytes` do not begin with the format's magic and version.
-        public init?(_ bytes: Data) {
+        /// Nil when `bytes` do not begin with the format's magic; throws for an unknown version
+        /// (a damaged header must not pass for a file stored before encryption).
+        public init?(_ bytes: Data) throws {
             let bytes = Array(bytes.prefix(SealedObjectFormat.headerSize))
-            guard bytes.count == SealedObjectFormat.headerSize, Array(bytes[0..<8]) == SealedObjectFormat.magic,
-                bytes[8] == SealedObjectFormat.version
-            else { return nil }
+            guard bytes.count >= 8, Array(bytes[0..<8]) == SealedObjectFormat.magic else { return nil }
+            guard bytes.count == SealedObjectFormat.headerSize, bytes[8] == SealedObjectFormat.version else {
+                throw BlobError.undecryptable("an encrypted object has a damaged header or a format this Easel does not know")
+            }
             self.noncePrefix = Array(bytes[9..<16])
             self.dataKeyID = bytes[16..<24].reduce(Int64(0)) { ($0 << 8) | Int64($1) }
+            self.salt = Array(bytes[24..<40])
         }
 
         var bytes: [UInt8] {
             SealedObjectFormat.magic + [SealedObjectFormat.version] + self.noncePrefix
-                + (0..<8).map { UInt8(truncatingIfNeeded: self.dataKeyID >> (56 - 8 * $0)) }
+                + (0..<8).map { UInt8(truncatingIfNeeded: self.dataKeyID >> (56 - 8 * $0)) } + self.salt
+        }
+
+        /// The object's own key: HKDF-SHA256 of the data key, salted, bound to the object's key.
+        func objectKey(_ dataKey: SymmetricKey, blobKey: BlobKey) -> SymmetricKey {
+            HKDF<SHA256>.deriveKey(
+                inputKeyMaterial: dataKey, salt: self.salt, info: Array("easel blob v1 ".utf8) + Array(blobKey.rawValue.utf8), outputByteCount: 32
+            )
         }
     }
 
@@ -251,9 +312,9 @@ public enum SealedObjectFormat {
         guard body >= self.tagSize else { return nil }
         let full = body / (self.chunkSize + self.tagSize)
         let rest = body % (self.chunkSize + self.tagSize)
-        if rest == 0 { return full * self.chunkSize }
-        guard rest >= self.tagSize else { return nil }
-        return full * self.chunkSize + rest - self.tagSize
+        let size = rest == 0 ? full * self.chunkSize : full * self.chunkSize + rest - self.tagSize
+        // Only sizes the writer makes: no empty chunk after a full one.
+        return rest == 0 || rest >= self.tagSize ? (self.sealedSize(plaintext: size) == sealed ? size : nil) : nil
     }
 
     struct Layout {
@@ -287,7 +348,7 @@ public enum SealedObjectFormat {
 
         init(header: Header, key: SymmetricKey, blobKey: BlobKey) {
             self.prefix = header.noncePrefix
-            self.key = key
+            self.key = header.objectKey(key, blobKey: blobKey)
             self.additionalData = header.bytes + Array(blobKey.rawValue.utf8)
         }
 
@@ -306,7 +367,7 @@ public enum SealedObjectFormat {
 
         init(header: Header, key: SymmetricKey, blobKey: BlobKey) {
             self.prefix = header.noncePrefix
-            self.key = key
+            self.key = header.objectKey(key, blobKey: blobKey)
             self.additionalData = header.bytes + Array(blobKey.rawValue.utf8)
             self.blobKey = blobKey
         }
@@ -364,6 +425,8 @@ private final class SealingReader: @unchecked Sendable {
             output.writeBytes(try self.sealer.seal(slice.readableBytesView, last: false))
             self.pending.discardReadBytes()
         } else {
+            // A canceled upload must not end in a well-formed but shortened object.
+            try Task.checkCancellation()
             output.writeBytes(try self.sealer.seal(self.pending.readableBytesView, last: true))
             self.finished = true
         }
@@ -418,6 +481,13 @@ private final class OpeningReader: @unchecked Sendable {
         }
         return nil
     }
+}
+
+/// Whether objects without a header are still read as stored before encryption.
+private final class UnsealedObjects: Sendable {
+    private let acceptedState = Mutex(true)
+    var accepted: Bool { self.acceptedState.withLock { $0 } }
+    func refuse() { self.acceptedState.withLock { $0 = false } }
 }
 
 /// Hands out what was already read, then the rest of `source` as it is.

@@ -1,5 +1,7 @@
+import EaselBlobs
 import EaselStore
 import Foundation
+import Logging
 
 /// The jobs every instance runs, whatever features are configured.
 public enum MaintenanceJobs {
@@ -22,6 +24,17 @@ public enum MaintenanceJobs {
     public static func mail(dispatcher: MailDispatcher, interval: Duration = .seconds(30)) -> Job {
         Job(name: "mail", summary: "Send queued mail (\(dispatcher.transportName)), retrying with backoff", interval: interval, quiet: true) {
             try await dispatcher.sendDue()
+        }
+    }
+
+    /// Once: encrypts what an earlier Easel stored unencrypted (docs/encryption.md); after that
+    /// each start only switches on the refusal of unencrypted objects.
+    public static func sealExisting(dataKeys: DataKeys, blobs: EncryptedBlobStore, logger: Logger, interval: Duration = .seconds(24 * 3600)) -> Job {
+        Job(name: "seal-existing", summary: "Encrypt images, uploads and 2FA secrets stored before encryption (once)", interval: interval) {
+            let sealed = try await dataKeys.sealExisting(in: blobs)
+            if sealed.objects + sealed.secrets > 0 {
+                logger.notice("sealed what was stored before encryption", metadata: ["objects": "\(sealed.objects)", "secrets": "\(sealed.secrets)"])
+            }
         }
     }
 

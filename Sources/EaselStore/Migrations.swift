@@ -174,6 +174,9 @@ extension AppDatabase {
         migrator.registerMigration("2026-11-30 data keys") { db in
             try Self.createDataKeyTable(db)
         }
+        migrator.registerMigration("2026-11-30 sealing existing data") { db in
+            try Self.createSealingStateTable(db)
+        }
         migrator.registerMigration("2026-11-30 mail owner") { db in
             // Whose mail it is, so a purge finds mail to addresses the person has since left.
             try db.alter(table: "mail_outbox") { t in

@@ -29,7 +29,8 @@ struct Keys: AsyncParsableCommand {
                 let database = try AppDatabase.open(path: config.databasePath.path)
                 let rotation = try await DataKeys.rotateMaster(database: database, keyFile: config.masterKeyPath)
                 print("re-wrapped \(rotation.rewrapped) data keys under the new master key \(rotation.newKeyID)")
-                print("retired \(rotation.retiredKeyIDs.joined(separator: ", ")); \(config.masterKeyPath.path) now holds only the new key: copy it somewhere safe")
+                print("\(config.masterKeyPath.path) now holds only the new key: copy it somewhere safe")
+                print("the retired key \(rotation.retiredKeyIDs.joined(separator: ", ")) is in \(rotation.retiredFile.path): backups made before now need it; keep it with them, destroy it when they expire")
             } catch {
                 SettingArguments.fail("rotation stopped: \(error); the key file still opens every data key, so run it again once the cause is fixed", code: 1)
             }

@@ -131,6 +131,52 @@ struct EncryptedBlobStoreTests {
         }
     }
 
+    @Test("A damaged header is an error, never mistaken for a file stored before encryption")
+    func damagedHeader() async throws {
+        try await self.withStore { store, disk, _ in
+            let key = try BlobKey("images/u3/header.png")
+            try await store.put(key, data: Data(repeating: 7, count: 1_000), contentType: nil)
+            let raw = try await disk.getData(key)
+            var version = raw
+            version[8] = 9
+            try await disk.put(key, data: version)
+            await #expect(throws: BlobError.self) { _ = try await store.getData(key) }
+            await #expect(throws: BlobError.self) { _ = try await store.head(key) }
+
+            // A flipped magic makes it look unencrypted: refused once everything old is sealed.
+            var magic = raw
+            magic[0] ^= 0x20
+            try await disk.put(key, data: magic)
+            store.refuseUnsealedObjects()
+            await #expect(throws: BlobError.self) { _ = try await store.getData(key) }
+            await #expect(throws: BlobError.self) { _ = try await store.getData(key, range: 0...9) }
+        }
+    }
+
+    @Test("Sealing what was stored before encryption encrypts it in place; afterwards unencrypted objects are refused")
+    func sealExisting() async throws {
+        try await self.withStore { store, disk, _ in
+            let old = try BlobKey("images/u8/t1/0.png")
+            let bytes = BlobStoreContract.pattern(count: 150_000, seed: 8)
+            try await disk.put(old, data: bytes)
+            try await disk.put(try BlobKey("uploads/u8/ref.png"), data: Data("tiny".utf8))
+            try await store.put(try BlobKey("images/u8/t2/0.png"), data: Data("new".utf8), contentType: nil)
+            let backup = try BlobKey("backups/easel-1.db")
+            try await disk.put(backup, data: Data("SQLite format 3".utf8))
+
+            #expect(try await store.sealExisting() == 2, "the two old objects, not the new one nor the backup")
+            #expect(try await disk.getData(old).prefix(8) == Data("EASELENC".utf8))
+            #expect(try await store.getData(old) == bytes)
+            #expect(try await store.getData(try BlobKey("uploads/u8/ref.png")) == Data("tiny".utf8))
+            #expect(try await disk.getData(backup) == Data("SQLite format 3".utf8))
+            #expect(try await store.sealExisting() == 0, "running it again changes nothing")
+
+            store.refuseUnsealedObjects()
+            try await disk.put(old, data: bytes)  // someone writes a plain file into storage
+            await #expect(throws: BlobError.self) { _ = try await store.getData(old) }
+        }
+    }
+
     @Test("Once the data key is destroyed, a copy of the object taken before cannot be read")
     func cryptoShredding() async throws {
         try await self.withStore { store, disk, keyring in
@@ -184,6 +230,7 @@ struct EncryptedBlobStoreTests {
         }
         #expect(SealedObjectFormat.plaintextSize(sealed: 10) == nil)
         #expect(SealedObjectFormat.plaintextSize(sealed: SealedObjectFormat.headerSize + 65_536 + 16 + 5) == nil, "a chunk shorter than its tag")
+        #expect(SealedObjectFormat.plaintextSize(sealed: SealedObjectFormat.headerSize + 65_536 + 16 + 16) == nil, "an empty chunk after a full one")
     }
 }
 

@@ -28,6 +28,11 @@ struct DataKeysTests {
         #expect(again.current.id == made.current.id)
         #expect(bytes(again.current.key) == bytes(made.current.key))
 
+        // Missing while data keys exist: a new key would open none of them.
+        let elsewhere = folder.url.appending(path: "moved.key")
+        #expect { try MasterKeyFile.loadOrCreate(at: elsewhere, existingDataKeys: 3) } throws: { "\($0)".contains("is missing, but 3 people") }
+        #expect(!FileManager.default.fileExists(atPath: elsewhere.path))
+
         try Data("mk-1 not-base64\n".utf8).write(to: file)
         #expect { try MasterKeyFile.load(at: file) } throws: { "\($0)".contains("line 1") && "\($0)".contains("restore") }
         try Data("# only a comment\n".utf8).write(to: file)
@@ -71,6 +76,38 @@ struct DataKeysTests {
         #expect(try await keys.open(secret: sealed, owner: ada) == nil)
     }
 
+    @Test("A key destroyed by another process stops working here at once, cached or not")
+    func destroyedElsewhere() async throws {
+        let database = try AppDatabase.inMemory()
+        let ada = try await self.makeUser(database)
+        let ring = MasterKeyring(keys: [MasterKeyring.newKey()])
+        let server = DataKeys(database: database, masterKeys: ring)
+        let key = try await server.dataKey(forOwner: ada)
+        #expect(try await server.dataKey(id: key.id) != nil)
+        // `easel jobs run account-purge` in its own process, beside the server.
+        try await DataKeys(database: database, masterKeys: ring).destroy(userID: ada)
+        #expect(try await server.dataKey(id: key.id) == nil)
+    }
+
+    @Test("Sealing existing data seals TOTP secrets stored in the clear, once")
+    func sealsOldSecrets() async throws {
+        let folder = try TemporaryDirectory("easel-keys")
+        defer { folder.remove() }
+        let database = try AppDatabase.inMemory()
+        let ada = try await self.makeUser(database)
+        try await database.storePendingTOTPSecret(userID: ada, secret: "PLAINFROMBEFORE")
+        let keys = DataKeys(database: database, masterKeys: MasterKeyring(keys: [MasterKeyring.newKey()]))
+        let signer = BlobURLSigner(baseURL: URL(string: "http://localhost")!, secret: Data(repeating: 1, count: 32))
+        let blobs = EncryptedBlobStore(inner: try DiskBlobStore(root: folder.url, urlSigner: signer), keyring: keys, urlSigner: signer, personalFolders: ["images"])
+        let sealed = try await keys.sealExisting(in: blobs)
+        #expect(sealed.secrets == 1)
+        let stored = try #require(try await database.user(id: ada)?.totpSecret)
+        #expect(DataKeys.isSealed(stored))
+        #expect(try await keys.open(secret: stored, owner: ada) == "PLAINFROMBEFORE")
+        #expect(try await database.existingDataSealed())
+        #expect(try await keys.sealExisting(in: blobs) == (0, 0))
+    }
+
     @Test("No data key is made for an account whose purge has begun")
     func refusedWhilePurging() async throws {
         let database = try AppDatabase.inMemory()
@@ -102,6 +139,10 @@ struct DataKeysTests {
         let rotation = try await DataKeys.rotateMaster(database: database, keyFile: file)
         #expect(rotation.rewrapped == 2)
         #expect(rotation.retiredKeyIDs == [before.current.id])
+        // The retired key is kept for older backups, private like the key file.
+        let retired = try MasterKeyFile.load(at: rotation.retiredFile)
+        #expect(retired.keys.map(\.id) == [before.current.id])
+        #expect((try FileManager.default.attributesOfItem(atPath: rotation.retiredFile.path)[.posixPermissions] as? NSNumber)?.intValue == 0o600)
         let after = try MasterKeyFile.load(at: file)
         #expect(after.keys.map(\.id) == [rotation.newKeyID])
         #expect(after.key(id: before.current.id) == nil)

@@ -367,7 +367,7 @@ struct AnalyticsTests {
 
     // MARK: Admin pages
 
-    @Test("The dashboard draws its charts for an admin and refuses a member")
+    @Test("The dashboard draws its charts for an admin, each with its figures as a table, and refuses a member")
     func dashboard() async throws {
         try await withTestApp(Self.on) { services, client in
             let (admin, _) = try await Self.adminBrowser(services, client)
@@ -378,6 +378,11 @@ struct AnalyticsTests {
             let charts = page.text.matches(of: /<svg class="chart"/).count
             #expect(charts == 8, "visitors, page views, sign-ups, generations, success rate, time, credits, requests")
             #expect(page.text.contains("news.example.com"))
+            // Every chart is followed by its numbers as a table, one row per day, for screen readers.
+            #expect(page.text.matches(of: /<details class="chart-figures">/).count == 8)
+            let today = String(ISO8601DateFormatter().string(from: Date()).prefix(10))
+            #expect(page.text.contains("<tr><th scope=\"row\">\(today)</th><td>1</td></tr>"), "today's page view, in the page-views table")
+            #expect(page.text.contains("<th scope=\"col\">p50</th><th scope=\"col\">p95</th>"), "the generation-time table has a column per line")
             #expect(!page.text.contains("<script>"), "no inline script")
             #expect(page.headers[.contentSecurityPolicy]?.contains("script-src 'self'") == true)
 

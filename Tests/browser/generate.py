@@ -5,46 +5,20 @@ picture in the gallery, open it, delete it. The balance falls by exactly the pri
 Usage: generate.py BASE_URL SCREENSHOT_DIR   (exit status 0 when every step worked)
 """
 import re
-import sys
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
+import easel_site as site
+from easel_site import BASE, fill, step
+
 EMAIL, PASSWORD = "grace@example.org", "correct horse battery staple"
 PROMPT = "A lighthouse on a cliff at dusk, watercolour"
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
-    options.add_argument(flag)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-wait = WebDriverWait(driver, 20)
-
-
-def step(name):
-    print(name, flush=True)
-    driver.save_screenshot(f"{SHOTS}/{name}.png")
-
-
-def fill(name, value):
-    field = driver.find_element(By.NAME, name)
-    field.clear()
-    field.send_keys(value)
-
-
-def submit(action):
-    button = driver.find_element(By.CSS_SELECTOR, f"form[action='{action}'] button[type=submit]")
-    button.click()
-    wait.until(expected_conditions.staleness_of(button))
-
-
-def at(path):
-    wait.until(lambda d: d.current_url.split("?")[0].split("#")[0] == BASE + path)
+driver = site.start(1280, 1000)
+wait = site.wait
 
 
 def balance():
@@ -54,22 +28,7 @@ def balance():
 
 try:
     # Sign up and confirm through the dev mailbox, as on a fresh `make run`.
-    driver.get(BASE + "/signup")
-    fill("name", "Grace Hopper")
-    fill("email", EMAIL)
-    fill("password", PASSWORD)
-    driver.find_element(By.NAME, "age").click()
-    driver.find_element(By.NAME, "terms").click()
-    submit("/signup")
-    at("/verify/code")
-    driver.get(BASE + "/admin/mailbox")
-    driver.find_element(By.PARTIAL_LINK_TEXT, "Confirm your email").click()
-    next(a for a in driver.find_elements(By.CSS_SELECTOR, "ul a") if "/verify?token=" in a.get_attribute("href")).click()
-    at("/signin")
-    fill("email", EMAIL)
-    fill("password", PASSWORD)
-    submit("/signin")
-    at("/account")
+    site.sign_up_and_confirm("Grace Hopper", EMAIL, PASSWORD)
     before = balance()
     step("01-credits-before")
 

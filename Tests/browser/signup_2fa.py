@@ -7,16 +7,13 @@ import base64
 import hashlib
 import hmac
 import struct
-import sys
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
-BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
+import easel_site as site
+from easel_site import BASE, at, fill, step, submit
+
 EMAIL, PASSWORD = "ada@example.org", "correct horse battery staple"
 
 
@@ -29,41 +26,12 @@ def totp(base32_key: str, step: int) -> str:
     return f"{value % 1_000_000:06d}"
 
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=414,1000"):
-    options.add_argument(flag)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-wait = WebDriverWait(driver, 20)
-
-
-def step(name):
-    print(name, flush=True)
-    driver.save_screenshot(f"{SHOTS}/{name}.png")
-
-
-def fill(name, value):
-    field = driver.find_element(By.NAME, name)
-    field.clear()
-    field.send_keys(value)
-
-
-def submit(action):
-    button = driver.find_element(By.CSS_SELECTOR, f"form[action='{action}'] button[type=submit]")
-    button.click()
-    # The next page has replaced this one before anything on it is looked for.
-    wait.until(expected_conditions.staleness_of(button))
-
-
-def at(path):
-    wait.until(lambda d: d.current_url.split("?")[0] == BASE + path)
+driver = site.start(414, 1000)
+wait = site.wait
 
 
 def sign_in():
-    driver.get(BASE + "/signin")
-    fill("email", EMAIL)
-    fill("password", PASSWORD)
-    submit("/signin")
+    site.sign_in(EMAIL, PASSWORD)
 
 
 try:

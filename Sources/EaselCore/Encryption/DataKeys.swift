@@ -4,13 +4,18 @@ import EaselStore
 import Foundation
 import Synchronization
 
-/// Each person's data key: made on first use, wrapped by the master key in the database, kept
-/// unwrapped in memory while the process runs, and destroyed first when the account is purged.
-/// Seals their objects (through `EncryptedBlobStore`) and their secrets in the database.
+/// Each person's data key: made on first use, wrapped by the master key in the database, and
+/// destroyed first when the account is purged. Seals their objects (through
+/// `EncryptedBlobStore`) and their secrets in the database.
+///
+/// Unwrapped keys are cached, but every use first reads the key's row (one indexed read), so a
+/// key destroyed by any process, this one or `easel jobs run account-purge` beside a running
+/// server, stops working everywhere at once.
 public final class DataKeys: BlobKeyring {
     private let database: AppDatabase
     private let masterKeys: MasterKeyring
-    private let cache = Mutex<[Int64: BlobDataKey]>([:])
+    /// Unwrapped keys by id, with the wrapped bytes they came from.
+    private let cache = Mutex<[Int64: (key: BlobDataKey, wrapped: Data)]>([:])
 
     public init(database: AppDatabase, masterKeys: MasterKeyring) {
         self.database = database
@@ -20,7 +25,6 @@ public final class DataKeys: BlobKeyring {
     public var masterKeyID: String { self.masterKeys.current.id }
 
     public func dataKey(forOwner owner: Int64) async throws -> BlobDataKey {
-        if let cached = self.cache.withLock({ $0.values.first { $0.owner == owner } }) { return cached }
         let stored: WrappedDataKey
         if let existing = try await self.database.dataKey(userID: owner) {
             stored = existing
@@ -35,14 +39,18 @@ public final class DataKeys: BlobKeyring {
     }
 
     public func dataKey(id: Int64) async throws -> BlobDataKey? {
-        if let cached = self.cache.withLock({ $0[id] }) { return cached }
         guard let stored = try await self.database.dataKey(id: id) else { return nil }
         return try self.remember(stored)
     }
 
+    /// The unwrapped key of a row just read: from the cache when the row is the one it was
+    /// unwrapped from, else unwrapped afresh.
     private func remember(_ stored: WrappedDataKey) throws -> BlobDataKey {
+        if let cached = self.cache.withLock({ $0[stored.id!] }), cached.key.owner == stored.userID, cached.wrapped == stored.wrapped {
+            return cached.key
+        }
         let key = BlobDataKey(id: stored.id!, owner: stored.userID, key: try Self.unwrap(stored, ring: self.masterKeys))
-        self.cache.withLock { $0[key.id] = key }
+        self.cache.withLock { $0[key.id] = (key, stored.wrapped) }
         return key
     }
 
@@ -51,7 +59,7 @@ public final class DataKeys: BlobKeyring {
     /// deletes anything else.
     public func destroy(userID: Int64) async throws {
         try await self.database.destroyDataKey(userID: userID)
-        self.cache.withLock { cache in cache = cache.filter { $0.value.owner != userID } }
+        self.cache.withLock { cache in cache = cache.filter { $0.value.key.owner != userID } }
     }
 
     // MARK: Secrets in the database
@@ -61,7 +69,7 @@ public final class DataKeys: BlobKeyring {
     /// A small secret (a TOTP secret) sealed under its owner's data key, as stored text.
     public func seal(secret: String, owner: Int64) async throws -> String {
         let dataKey = try await self.dataKey(forOwner: owner)
-        let box = try AES.GCM.seal(Data(secret.utf8), using: dataKey.key, authenticating: Data("easel secret v1 u\(owner)".utf8))
+        let box = try AES.GCM.seal(Data(secret.utf8), using: Self.secretKey(dataKey), authenticating: Data("easel secret v1 u\(owner)".utf8))
         return Self.secretPrefix + "\(dataKey.id):" + box.combined!.base64EncodedString()
     }
 
@@ -73,9 +81,19 @@ public final class DataKeys: BlobKeyring {
         guard fields.count == 2, let id = Int64(fields[0]), let combined = Data(base64Encoded: String(fields[1])),
             let dataKey = try await self.dataKey(id: id), dataKey.owner == owner,
             let box = try? AES.GCM.SealedBox(combined: combined),
-            let plain = try? AES.GCM.open(box, using: dataKey.key, authenticating: Data("easel secret v1 u\(owner)".utf8))
+            let plain = try? AES.GCM.open(box, using: Self.secretKey(dataKey), authenticating: Data("easel secret v1 u\(owner)".utf8))
         else { return nil }
         return String(decoding: plain, as: UTF8.self)
+    }
+
+    /// Secrets get their own subkey of the data key, apart from the objects' keys.
+    private static func secretKey(_ dataKey: BlobDataKey) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: dataKey.key, info: Data("easel secret v1".utf8), outputByteCount: 32)
+    }
+
+    /// Whether a stored secret is sealed (false for one stored before encryption).
+    public static func isSealed(_ stored: String) -> Bool {
+        stored.hasPrefix(Self.secretPrefix)
     }
 
     // MARK: Wrapping
@@ -112,21 +130,36 @@ public final class DataKeys: BlobKeyring {
         public var retiredKeyIDs: [String]
         public var newKeyID: String
         public var rewrapped: Int
+        /// Where the retired keys are kept, for backups made before the rotation.
+        public var retiredFile: URL
     }
 
-    /// Adds a new master key to the file, re-wraps every data key under it in one transaction,
-    /// then removes the old keys from the file. A crash at any point leaves a file that opens
-    /// every data key, and running it again finishes the job.
+    /// Adds a new master key to the file, re-wraps every data key under it in one transaction
+    /// (made durable), checks that every key now opens with the new key alone, keeps the old
+    /// keys in `<file>.retired-<id>` (backups made before need them), and only then removes
+    /// them from the file. A crash at any point leaves a file that opens every data key, and
+    /// running it again finishes the job.
     public static func rotateMaster(database: AppDatabase, keyFile: URL, now: Date = Date()) async throws -> Rotation {
         let ring = try MasterKeyFile.load(at: keyFile)
         let new = MasterKeyring.newKey(now: now)
         let widened = ring.adding(new)
+        let newOnly = widened.keeping(only: new.id)
         try MasterKeyFile.replace(at: keyFile, with: widened)
-        let count = try await database.rewrapDataKeys(now: now) { stored in
-            (new.id, try Self.wrap(try Self.unwrap(stored, ring: widened), owner: stored.userID, with: new))
+        var count = 0
+        // Another process may have made a key under the old master key meanwhile: go again.
+        for _ in 0..<3 {
+            count += try await database.rewrapDataKeys(to: new.id, now: now) { stored in
+                try Self.wrap(try Self.unwrap(stored, ring: widened), owner: stored.userID, with: new)
+            }
+            let keys = try await database.allDataKeys()
+            if keys.allSatisfy({ $0.masterKeyID == new.id && (try? Self.unwrap($0, ring: newOnly)) != nil }) {
+                let retired = keyFile.deletingLastPathComponent().appending(path: "\(keyFile.lastPathComponent).retired-\(ring.current.id)")
+                try MasterKeyFile.replace(at: retired, with: ring)
+                try MasterKeyFile.replace(at: keyFile, with: newOnly)
+                return Rotation(retiredKeyIDs: ring.keys.map(\.id), newKeyID: new.id, rewrapped: count, retiredFile: retired)
+            }
         }
-        try MasterKeyFile.replace(at: keyFile, with: widened.keeping(only: new.id))
-        return Rotation(retiredKeyIDs: ring.keys.map(\.id), newKeyID: new.id, rewrapped: count)
+        throw MasterKeyFile.Failure(description: "data keys kept appearing under the old master key: stop every easel process using this data folder, then run it again")
     }
 
     public struct Check: Sendable {
@@ -142,4 +175,26 @@ public final class DataKeys: BlobKeyring {
         let unreadable = keys.filter { (try? Self.unwrap($0, ring: ring)) == nil }.map(\.userID)
         return Check(masterKeyIDs: ring.keys.map(\.id), dataKeys: keys.count, unreadable: unreadable)
     }
+
+    // MARK: Sealing what was stored before encryption
+
+    /// Seals every object and TOTP secret stored before encryption existed, then records that
+    /// it is done and makes `blobs` refuse unsealed objects from then on. A no-op after the
+    /// first run (only the refusal is switched on). Returns how many objects and secrets it sealed.
+    public func sealExisting(in blobs: EncryptedBlobStore, now: Date = Date()) async throws -> (objects: Int, secrets: Int) {
+        if try await self.database.existingDataSealed() {
+            blobs.refuseUnsealedObjects()
+            return (0, 0)
+        }
+        let objects = try await blobs.sealExisting()
+        var secrets = 0
+        for (userID, secret) in try await self.database.unsealedTOTPSecrets(sealedPrefix: Self.secretPrefix) {
+            try await self.database.replaceTOTPSecret(userID: userID, from: secret, to: try await self.seal(secret: secret, owner: userID))
+            secrets += 1
+        }
+        try await self.database.markExistingDataSealed(now: now)
+        blobs.refuseUnsealedObjects()
+        return (objects, secrets)
+    }
 }
+

@@ -46,8 +46,17 @@ public enum MasterKeyFile {
         public var description: String
     }
 
-    public static func loadOrCreate(at url: URL) throws -> MasterKeyring {
+    /// Reads the file, or makes one when it is missing and `existingDataKeys` is 0. A missing
+    /// file while data keys exist is refused: a new master key would open none of them, and
+    /// would wrap new ones that the real file could not open once put back.
+    public static func loadOrCreate(at url: URL, existingDataKeys: Int = 0) throws -> MasterKeyring {
         if FileManager.default.fileExists(atPath: url.path) { return try self.load(at: url) }
+        guard existingDataKeys == 0 else {
+            throw Failure(
+                description:
+                    "the master key file \(url.path) is missing, but \(existingDataKeys) people have data keys wrapped by it: put your copy back there (or point EASEL_MASTER_KEY_FILE at it); see docs/encryption.md"
+            )
+        }
         let ring = MasterKeyring(keys: [MasterKeyring.newKey()])
         // O_EXCL: if two processes race, one creates the file and the other reads it.
         let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)

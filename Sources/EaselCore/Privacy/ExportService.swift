@@ -50,6 +50,12 @@ public final class ExportService: Service, Sendable {
     private let stopping = Atomic<Bool>(false)
     private let lastStatistics = Mutex<ExportStatistics?>(nil)
     private let currentRun = Mutex<Task<Void, any Error>?>(nil)
+    /// Wakes the mail job, so the "export ready" mail goes at once (set once the scheduler exists).
+    private let mailQueued = Mutex<@Sendable () -> Void>({})
+
+    public func onMailQueued(_ wake: @escaping @Sendable () -> Void) {
+        self.mailQueued.withLock { $0 = wake }
+    }
 
     public init(settings: Settings, database: AppDatabase, blobs: any BlobStore, mails: AccountMails, logger: Logger) {
         self.settings = settings
@@ -199,6 +205,7 @@ public final class ExportService: Service, Sendable {
             if try await self.database.dataExport(id: id) == nil { try? await self.blobs.delete(try BlobKey(key)) }
             return
         }
+        self.mailQueued.withLock { $0 }()
         self.logger.info(
             "export ready",
             metadata: [

@@ -98,27 +98,69 @@ extension AppDatabase {
         }
     }
 
-    /// Re-wraps every data key in one transaction: either all move to the new master key or
-    /// none do. `rewrap` throws for a key it cannot unwrap, which cancels the whole change.
-    public func rewrapDataKeys(now: Date = Date(), _ rewrap: @Sendable (WrappedDataKey) throws -> (masterKeyID: String, wrapped: Data)) async throws
-        -> Int
-    {
-        try await self.writer.write { db in
+    /// Re-wraps every data key not yet under `masterKeyID`, in one transaction: either all
+    /// move or none do (`rewrap` throws for a key it cannot unwrap, which cancels the whole
+    /// change). Then checkpoints the WAL into the database file, so the change survives a
+    /// power loss before the old master key is thrown away.
+    public func rewrapDataKeys(to masterKeyID: String, now: Date = Date(), _ rewrap: @Sendable (WrappedDataKey) throws -> Data) async throws -> Int {
+        let count = try await self.writer.write { db in
             var count = 0
-            for var key in try WrappedDataKey.fetchAll(db) {
-                let (masterKeyID, wrapped) = try rewrap(key)
+            for var key in try WrappedDataKey.filter(Column("master_key_id") != masterKeyID).fetchAll(db) {
+                key.wrapped = try rewrap(key)
                 key.masterKeyID = masterKeyID
-                key.wrapped = wrapped
                 key.rewrappedAt = now
                 try key.update(db)
                 count += 1
             }
             return count
         }
+        try await self.writer.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA wal_checkpoint(FULL)")
+        }
+        return count
+    }
+
+    public func dataKeyCount() async throws -> Int {
+        try await self.writer.read { db in try WrappedDataKey.fetchCount(db) }
     }
 
     /// Every data key, for a check that each still unwraps (`easel keys status`).
     public func allDataKeys() async throws -> [WrappedDataKey] {
         try await self.writer.read { db in try WrappedDataKey.fetchAll(db) }
+    }
+
+    // MARK: Sealing what was stored before encryption
+
+    static func createSealingStateTable(_ db: Database) throws {
+        // One row once every object and secret stored before encryption has been sealed.
+        try db.create(table: "sealing_state") { t in
+            t.primaryKey("id", .integer).check(sql: "id = 1")
+            t.column("existing_sealed_at", .datetime).notNull()
+        }
+    }
+
+    public func existingDataSealed() async throws -> Bool {
+        try await self.writer.read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM sealing_state)") ?? false }
+    }
+
+    public func markExistingDataSealed(now: Date = Date()) async throws {
+        try await self.writer.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO sealing_state (id, existing_sealed_at) VALUES (1, ?)", arguments: [now])
+        }
+    }
+
+    /// TOTP secrets stored before encryption: (account, stored value).
+    public func unsealedTOTPSecrets(sealedPrefix: String) async throws -> [(userID: Int64, secret: String)] {
+        try await self.writer.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, totp_secret FROM user WHERE totp_secret IS NOT NULL AND substr(totp_secret, 1, ?) <> ?", arguments: [sealedPrefix.count, sealedPrefix])
+                .map { ($0["id"], $0["totp_secret"]) }
+        }
+    }
+
+    /// Replaces a stored TOTP secret by its sealed form, unless it changed meanwhile.
+    public func replaceTOTPSecret(userID: Int64, from old: String, to new: String) async throws {
+        try await self.writer.write { db in
+            try db.execute(sql: "UPDATE user SET totp_secret = ? WHERE id = ? AND totp_secret = ?", arguments: [new, userID, old])
+        }
     }
 }

@@ -67,12 +67,13 @@ struct AdminAnalyticsController {
         func t(_ key: String, _ arguments: [String: String] = [:]) -> String { self.views.text(key, arguments, context) }
         // Every 15th day is labelled under the bars ("11-28"); every bar has its date as a tooltip.
         func axis(_ index: Int) -> String { index % 15 == 0 || index == days.count - 1 ? String(days[index].dropFirst(5)) : "" }
+        let chartTable = SVGChart.Figures(summary: t("chart.figures"), keyHeading: t("chart.day"))
         func chart(_ titleKey: String, _ values: [Double], format: (Double) -> String = SVGChart.figure) -> String {
             SVGChart.bars(
                 values.enumerated().map { index, value in
-                    SVGChart.Bar(value: value, axisLabel: axis(index), title: "\(days[index]): \(format(value))", valueText: nil)
+                    SVGChart.Bar(value: value, axisLabel: axis(index), key: days[index], formatted: format(value), valueText: nil)
                 },
-                label: t(titleKey)
+                label: t(titleKey), figures: chartTable
             )
         }
 
@@ -117,7 +118,7 @@ struct AdminAnalyticsController {
                         .init(style: "line-a", name: "p50", values: days.map { byDay[$0]?.p50Seconds }),
                         .init(style: "line-b", name: "p95", values: days.map { byDay[$0]?.p95Seconds }),
                     ],
-                    axisLabels: days.indices.map(axis), titles: days, label: t("analytics.generation_time"), unit: "s"
+                    axisLabels: days.indices.map(axis), titles: days, label: t("analytics.generation_time"), unit: "s", figures: chartTable
                 ),
                 total: "p50 \(seconds(product.p50Seconds)) · p95 \(seconds(product.p95Seconds))"
             ),

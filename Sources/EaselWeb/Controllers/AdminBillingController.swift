@@ -84,7 +84,10 @@ struct AdminBillingController {
             layout: self.views.layout(title: self.views.text("admin_billing.title", [:], context), context: context),
             filteredEmail: userID.map { emails[$0] ?? "#\($0)" },
             payments: payments.map(row), owed: owed.map(row),
-            chart: Self.revenueChart(revenue, locale: locale, label: self.views.text("admin_billing.chart_label", [:], context)),
+            chart: Self.revenueChart(
+                revenue, locale: locale, label: self.views.text("admin_billing.chart_label", [:], context),
+                figures: SVGChart.Figures(summary: self.views.text("chart.figures", [:], context), keyHeading: self.views.text("chart.month", [:], context))
+            ),
             totals: Dictionary(grouping: revenue, by: \.currency).sorted { $0.key < $1.key }.map { currency, months in
                 let net = months.reduce(0) { $0 + $1.gross - $1.refunded }
                 return self.views.text("admin_billing.total", ["amount": MoneyFormat.string(amount: net, currency: currency, locale: locale)], context)
@@ -158,7 +161,7 @@ struct AdminBillingController {
 
     /// Net revenue per month as an SVG bar chart (server-drawn: no script, no third party).
     /// One bar per month of the main currency (the one with most money).
-    static func revenueChart(_ revenue: [MonthlyRevenue], locale: Locale, label: String, now: Date = Date()) -> String {
+    static func revenueChart(_ revenue: [MonthlyRevenue], locale: Locale, label: String, figures: SVGChart.Figures? = nil, now: Date = Date()) -> String {
         let byCurrency = Dictionary(grouping: revenue, by: \.currency)
         guard let (currency, paid) = byCurrency.max(by: { $0.value.reduce(0) { $0 + $1.gross } < $1.value.reduce(0) { $0 + $1.gross } }) else {
             return ""
@@ -177,9 +180,9 @@ struct AdminBillingController {
             let amount = MoneyFormat.string(amount: value, currency: currency, locale: locale)
             return SVGChart.Bar(
                 value: Double(value), axisLabel: index == 0 || month.month.hasSuffix("-01") ? month.month : String(month.month.suffix(2)),
-                title: "\(month.month): \(amount)", valueText: amount
+                key: month.month, formatted: amount, valueText: amount
             )
         }
-        return SVGChart.bars(bars, label: "\(label) (\(currency.uppercased()))")
+        return SVGChart.bars(bars, label: "\(label) (\(currency.uppercased()))", figures: figures)
     }
 }

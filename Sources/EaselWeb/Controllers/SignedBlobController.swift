@@ -3,7 +3,8 @@ import Foundation
 import Hummingbird
 
 /// `/blobs/{key}?expires=…&sig=…`: objects of the disk store under URLs signed by
-/// `BlobURLSigner` (S3 hands out presigned URLs of its own instead).
+/// `BlobURLSigner`: every object with the disk store, and encrypted objects with S3 too (the
+/// encrypting store hands out these URLs, and decrypts on the way out).
 struct SignedBlobController {
     let blobs: any BlobStore
     let signer: BlobURLSigner

@@ -2,9 +2,9 @@ import EaselBlobs
 import Foundation
 import Hummingbird
 
-/// Answers a GET for a private object in the blob store: with S3, a redirect to a presigned
-/// URL valid for a minute; from disk, the bytes with an ETag, `If-None-Match`, a single
-/// `Range`, and `Cache-Control: private`.
+/// Answers a GET for a private object in the blob store: a redirect to a presigned URL valid
+/// for a minute when the store prefers it (S3, for objects it does not encrypt); otherwise the
+/// bytes, decrypted, with an ETag, `If-None-Match`, a single `Range`, and `Cache-Control: private`.
 struct BlobResponder {
     let blobs: any BlobStore
     static let presignedLifetime: Duration = .seconds(60)

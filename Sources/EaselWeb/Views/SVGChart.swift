@@ -2,17 +2,28 @@ import EaselCore
 import Foundation
 
 /// Small charts drawn on the server as SVG: no script, no third party, and they print. Each
-/// bar or point has a `<title>` (a tooltip, and what screen readers can reach); the `<svg>`
-/// has `role="img"` and a label.
+/// bar or point has a `<title>` (a tooltip); the `<svg>` has `role="img"` and a label; and
+/// with `Figures` the same numbers follow as a table in a `<details>`, for screen readers,
+/// keyboards and copying.
 enum SVGChart {
     struct Bar: Sendable {
         var value: Double
         /// Under the bar; empty for none (with 90 bars, only some are labelled).
         var axisLabel: String
-        /// The tooltip: "2026-11-28: 12".
-        var title: String
+        /// What the bar is for ("2026-11-28"): the tooltip's start and the table's row header.
+        var key: String
+        /// The value as people read it ("12", "$20.00").
+        var formatted: String
         /// Written above the bar when given.
         var valueText: String?
+
+        var title: String { "\(self.key): \(self.formatted)" }
+    }
+
+    /// The table under a chart: the disclosure's text and the first column's heading.
+    struct Figures: Sendable {
+        var summary: String
+        var keyHeading: String
     }
 
     static let width = 640
@@ -21,7 +32,7 @@ enum SVGChart {
     static let bottom = 30
 
     /// One bar per value, scaled to the largest; nothing when there are no bars.
-    static func bars(_ bars: [Bar], label: String, maximumBarWidth: Int = 72) -> String {
+    static func bars(_ bars: [Bar], label: String, maximumBarWidth: Int = 72, figures: Figures? = nil) -> String {
         guard !bars.isEmpty else { return "" }
         let peak = max(bars.map(\.value).max() ?? 1, 1e-9)
         let slot = Double(self.width) / Double(bars.count)
@@ -44,7 +55,20 @@ enum SVGChart {
             }
             body += "</g>"
         }
-        return self.frame(body, label: label, peak: bars.contains { $0.valueText != nil } ? nil : peak)
+        let table = figures.map { self.table($0, columns: [label], rows: bars.map { ($0.key, [$0.formatted]) }) } ?? ""
+        return self.frame(body, label: label, peak: bars.contains { $0.valueText != nil } ? nil : peak) + table
+    }
+
+    /// The figures of a chart as a table, folded away under a `<details>`.
+    static func table(_ figures: Figures, columns: [String], rows: [(key: String, values: [String])]) -> String {
+        var html = "<details class=\"chart-figures\"><summary>\(Markup.escape(figures.summary))</summary><div class=\"scroll\"><table><thead><tr>"
+        html += "<th scope=\"col\">\(Markup.escape(figures.keyHeading))</th>"
+        html += columns.map { "<th scope=\"col\">\(Markup.escape($0))</th>" }.joined()
+        html += "</tr></thead><tbody>"
+        for row in rows {
+            html += "<tr><th scope=\"row\">\(Markup.escape(row.key))</th>" + row.values.map { "<td>\(Markup.escape($0))</td>" }.joined() + "</tr>"
+        }
+        return html + "</tbody></table></div></details>"
     }
 
     struct Series: Sendable {
@@ -56,10 +80,24 @@ enum SVGChart {
     }
 
     /// Lines over the same x positions (p50 and p95 of a day, say), with a legend.
-    static func lines(_ series: [Series], axisLabels: [String], titles: [String], label: String, unit: String) -> String {
+    static func lines(_ series: [Series], axisLabels: [String], titles: [String], label: String, unit: String, figures: Figures? = nil) -> String {
+        let count = axisLabels.count
+        guard count > 0 else { return "" }
+        let table =
+            figures.map { figures in
+                self.table(
+                    figures, columns: series.map(\.name),
+                    rows: titles.indices.map { index in
+                        (titles[index], series.map { line in line.values.indices.contains(index) ? line.values[index].map { "\(self.figure($0)) \(unit)" } ?? "—" : "—" })
+                    }
+                )
+            } ?? ""
+        return self.lineChart(series, axisLabels: axisLabels, titles: titles, label: label, unit: unit) + table
+    }
+
+    private static func lineChart(_ series: [Series], axisLabels: [String], titles: [String], label: String, unit: String) -> String {
         let count = axisLabels.count
         let values = series.flatMap { $0.values.compactMap { $0 } }
-        guard count > 0 else { return "" }
         let slot = Double(self.width) / Double(count)
         // No point yet: the empty frame still shows where the chart will be.
         guard !values.isEmpty else {
