@@ -96,9 +96,9 @@ public struct EncryptedBlobStore: BlobStore {
         output.writeBytes(header.bytes)
         var remaining = data
         while remaining.readableBytes > SealedObjectFormat.chunkSize {
-            output.writeBytes(try sealer.seal(remaining.readSlice(length: SealedObjectFormat.chunkSize)!.readableBytesView, last: false))
+            try sealer.seal(remaining.readSlice(length: SealedObjectFormat.chunkSize)!.readableBytesView, last: false, into: &output)
         }
-        output.writeBytes(try sealer.seal(remaining.readableBytesView, last: true))
+        try sealer.seal(remaining.readableBytesView, last: true, into: &output)
         var info = try await self.inner.put(key, data: output, contentType: contentType)
         info.size = data.readableBytes
         return info
@@ -352,10 +352,12 @@ public enum SealedObjectFormat {
             self.additionalData = header.bytes + Array(blobKey.rawValue.utf8)
         }
 
-        mutating func seal(_ plaintext: some DataProtocol, last: Bool) throws -> [UInt8] {
+        /// Seals one chunk and appends it, with its tag, to `output`.
+        mutating func seal(_ plaintext: some DataProtocol, last: Bool, into output: inout ByteBuffer) throws {
             let box = try AES.GCM.seal(plaintext, using: self.key, nonce: SealedObjectFormat.nonce(prefix: self.prefix, chunk: self.chunk, last: last), authenticating: self.additionalData)
             self.chunk += 1
-            return Array(box.ciphertext) + Array(box.tag)
+            output.writeBytes(box.ciphertext)
+            output.writeBytes(box.tag)
         }
     }
 
@@ -372,14 +374,13 @@ public enum SealedObjectFormat {
             self.blobKey = blobKey
         }
 
-        func open(_ sealed: ByteBuffer, chunk: Int, last: Bool) throws -> [UInt8] {
-            let bytes = sealed.readableBytesView
+        func open(_ bytes: ByteBufferView, chunk: Int, last: Bool) throws -> Data {
             do {
                 let box = try AES.GCM.SealedBox(
                     nonce: SealedObjectFormat.nonce(prefix: self.prefix, chunk: chunk, last: last),
                     ciphertext: bytes.dropLast(SealedObjectFormat.tagSize), tag: bytes.suffix(SealedObjectFormat.tagSize)
                 )
-                return Array(try AES.GCM.open(box, using: self.key, authenticating: self.additionalData))
+                return try AES.GCM.open(box, using: self.key, authenticating: self.additionalData)
             } catch {
                 throw BlobError.undecryptable("\(self.blobKey) failed its integrity check: it was altered, or sealed with another key")
             }
@@ -421,13 +422,13 @@ private final class SealingReader: @unchecked Sendable {
             }
         }
         if self.pending.readableBytes > SealedObjectFormat.chunkSize {
-            let slice = self.pending.readSlice(length: SealedObjectFormat.chunkSize)!
-            output.writeBytes(try self.sealer.seal(slice.readableBytesView, last: false))
+            try self.sealer.seal(self.pending.readableBytesView.prefix(SealedObjectFormat.chunkSize), last: false, into: &output)
+            self.pending.moveReaderIndex(forwardBy: SealedObjectFormat.chunkSize)
             self.pending.discardReadBytes()
         } else {
             // A canceled upload must not end in a well-formed but shortened object.
             try Task.checkCancellation()
-            output.writeBytes(try self.sealer.seal(self.pending.readableBytesView, last: true))
+            try self.sealer.seal(self.pending.readableBytesView, last: true, into: &output)
             self.finished = true
         }
         return output
@@ -467,10 +468,11 @@ private final class OpeningReader: @unchecked Sendable {
                 }
                 self.buffered.writeImmutableBuffer(more)
             }
-            let sealed = self.buffered.readSlice(length: length)!
-            self.buffered.discardReadBytes()
             let last = self.chunk == self.layout.chunkCount - 1
-            var plaintext = try self.opener.open(sealed, chunk: self.chunk, last: last)[...]
+            var plaintext = try self.opener.open(self.buffered.readableBytesView.prefix(length), chunk: self.chunk, last: last)[...]
+            // No slice of the buffer is alive now, so this moves the rest down without a copy of it all.
+            self.buffered.moveReaderIndex(forwardBy: length)
+            self.buffered.discardReadBytes()
             self.chunk += 1
             if self.layout.plaintextSize == 0 { return nil }
             plaintext = plaintext.dropFirst(self.skip)

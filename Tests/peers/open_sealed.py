@@ -6,6 +6,7 @@ Usage: open_sealed.py MASTER_KEY_FILE DATABASE OBJECT_FILE BLOB_KEY OUTPUT_FILE
 Exit status 0 and OUTPUT_FILE holds the plaintext; 1 with a reason on stderr otherwise.
 """
 import base64
+import os
 import sqlite3
 import sys
 
@@ -42,8 +43,8 @@ def data_key(database, key_id, masters):
 
 def main():
     master_file, database, object_file, blob_key, output = sys.argv[1:6]
-    sealed = open(object_file, "rb").read()
-    header = sealed[:HEADER]
+    sealed = open(object_file, "rb")
+    header = sealed.read(HEADER)
     if header[:8] != b"EASELENC" or header[8] != 1:
         fail("no Easel header")
     prefix, key_id, salt = header[9:16], int.from_bytes(header[16:24], "big"), header[24:40]
@@ -51,13 +52,15 @@ def main():
     if f"/u{owner}/" not in f"/{blob_key}":
         fail("sealed with another person's key")
     object_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"easel blob v1 " + blob_key.encode()).derive(key)
-    body, aad = sealed[HEADER:], header + blob_key.encode()
-    chunks = [body[i:i + CHUNK + TAG] for i in range(0, len(body), CHUNK + TAG)] or [b""]
-    plain = bytearray()
-    for index, chunk in enumerate(chunks):
-        nonce = prefix + index.to_bytes(4, "big") + bytes([1 if index == len(chunks) - 1 else 0])
-        plain += AESGCM(object_key).decrypt(nonce, chunk, aad)
-    open(output, "wb").write(plain)
+    aad, cipher = header + blob_key.encode(), AESGCM(object_key)
+    # Chunk by chunk, so archives of any size open in constant memory.
+    body_size = os.path.getsize(object_file) - HEADER
+    count = max(1, -(-body_size // (CHUNK + TAG)))
+    with open(output, "wb") as out:
+        for index in range(count):
+            chunk = sealed.read(CHUNK + TAG)
+            nonce = prefix + index.to_bytes(4, "big") + bytes([1 if index == count - 1 else 0])
+            out.write(cipher.decrypt(nonce, chunk, aad))
 
 
 if __name__ == "__main__":

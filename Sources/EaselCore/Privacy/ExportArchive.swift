@@ -523,7 +523,7 @@ final class ExportArchiveProducer: @unchecked Sendable {
             guard let entry = try await self.nextEntry() else {
                 if !self.statistics.missing.isEmpty, !self.missingListed {
                     self.missingListed = true
-                    let text = "These files are named in the records but were missing from storage when the archive was made:\n"
+                    let text = "These files are named in the records but were missing from storage, or could not be read, when the archive was made:\n"
                         + self.statistics.missing.joined(separator: "\n") + "\n"
                     self.source = ExportArchivePlan.single(ByteBuffer(string: text))
                     return self.handOn(try self.writer.startEntry(name: "missing-files.txt", method: .deflated, modified: Date()))
@@ -534,7 +534,11 @@ final class ExportArchiveProducer: @unchecked Sendable {
             do {
                 self.source = try await entry.open()
             } catch let error as BlobError {
-                guard case .notFound = error else { throw error }
+                // Gone, or no longer readable (altered in storage): list it rather than fail the whole export.
+                switch error {
+                case .notFound, .undecryptable: break
+                default: throw error
+                }
                 self.statistics.missing.append(entry.name)
                 self.entriesDone += 1
                 continue
