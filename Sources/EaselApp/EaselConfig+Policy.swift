@@ -103,8 +103,9 @@ extension EaselConfig {
         if let s3 = self.s3, self.storage == .s3 {
             services.append(
                 .init(
-                    name: "S3-compatible object storage", host: s3.endpoint.host, purpose: "stores images, reference uploads, profile pictures and exports",
-                    receives: "the image files and archives themselves, under keys that contain no names or addresses"
+                    name: "S3-compatible object storage", host: s3.endpoint.host, purpose: "stores images, reference uploads, profile pictures, exports and database backups",
+                    receives: "the files, encrypted under a key for each person that never leaves this site, under keys that contain no names or addresses; "
+                        + "and, when backups are scheduled, copies of the database (accounts, prompts and records)"
                 )
             )
         }
@@ -132,7 +133,7 @@ extension EaselConfig {
             services.append(
                 .init(
                     name: "Stripe", host: billing.apiBase.host, purpose: "takes payments for plans and credit packs",
-                    receives: "your email address and what you buy; card details are entered on Stripe's own page and never reach this site, "
+                    receives: "your email address, display name, an account number of this site, and what you buy; card details are entered on Stripe's own page and never reach this site, "
                         + "which keeps the payment reference, amount, billing country and the card's last four digits"
                 )
             )

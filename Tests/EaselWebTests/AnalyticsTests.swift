@@ -227,11 +227,38 @@ struct AnalyticsTests {
         }
     }
 
-    @Test("Declining preference cookies keeps a chosen language only until the browser closes")
+    @Test("With every optional cookie declined, a person still signs in and creates an image")
+    func declinedCookiesBreakNothing() async throws {
+        try await withTestApp(Self.on.merging(["EASEL_PROVIDER": "demo", "EASEL_DEMO_LATENCY_MS": "0"]) { _, new in new }) { services, client in
+            let user = try await APITests().makeAccount(services, email: "ada@example.org")
+            let browser = Browser(client)
+            try await browser.get("/")
+            let declined = try await browser.post("/cookies", ["choice": "decline"])
+            #expect(declined.status == .seeOther)
+            #expect(browser.cookies["easel_consent"] == "analytics=no&preferences=no")
+            try await browser.get("/signin")
+            let signedIn = try await browser.post("/signin", ["email": user.email, "password": "correct horse battery"])
+            #expect(signedIn.status == .seeOther)
+            let create = try await browser.get("/create")
+            #expect(create.status == .ok)
+            let made = try await browser.post(
+                "/create", ["prompt": "A lighthouse", "model": "gpt-image-2", "size": "1024x1024", "quality": "low", "n": "1", "idempotency_key": "declined-1"],
+                csrf: try APITests().formToken(create)
+            )
+            #expect(made.status == .seeOther)
+            #expect(made.headers[.location]?.hasPrefix("/activity?notice=submitted") == true)
+            #expect(try await services.database.generationTask(userID: user.id!, idempotencyKey: "declined-1") != nil)
+        }
+    }
+
+    @Test("A chosen language is kept past the browser session only with consent to preference cookies; declining keeps it until the browser closes")
     func preferenceCookies() async throws {
         try await withTestApp(Self.on) { _, client in
             let visitor = Browser(client)
             try await visitor.get("/")
+            let unasked = try await visitor.post("/preferences", ["language": "es", "theme": "dark"])
+            #expect(unasked.headers[values: .setCookie].contains { $0.hasPrefix("easel_prefs=") && !$0.contains("Max-Age") }, "no choice made yet: a session cookie")
+            _ = try await visitor.post("/cookies", ["choice": "save", "preferences": "on"])
             let remembered = try await visitor.post("/preferences", ["language": "es", "theme": "dark"])
             #expect(remembered.headers[values: .setCookie].contains { $0.hasPrefix("easel_prefs=") && $0.contains("Max-Age") })
             let declined = try await visitor.post("/cookies", ["choice": "save", "analytics": "on"])

@@ -75,12 +75,13 @@ struct WebLocalizationTests {
         }
     }
 
-    @Test("The footer's choice is kept in a cookie for a year and wins over Accept-Language")
+    @Test("With consent to preference cookies, the footer's choice is kept in a cookie for a year and wins over Accept-Language")
     func preferencesCookie() async throws {
         try await withTestApp { _, client in
             let browser = Browser(client)
             let home = try await browser.get("/", headers: Self.acceptLanguage("es"))
             #expect(home.text.contains("action=\"/preferences\""))
+            _ = try await browser.post("/cookies", ["choice": "save", "preferences": "on"])
             let saved = try await browser.post(
                 "/preferences", ["language": "zh-Hans", "theme": "dark"], headers: [.referer: "http://localhost:8080/signin?next=/account"]
             )

@@ -6,7 +6,8 @@ public enum PrivacyJobs {
     /// stopped half way), then drops goodbye mails already sent.
     public static func accountPurge(privacy: PrivacyService, interval: Duration = .seconds(3600)) -> Job {
         Job(name: "account-purge", summary: "Purge accounts \(privacy.settings.purgeDays) days after their deletion was requested", interval: interval) {
-            try await privacy.purgeDue()
+            // The longest wait until the next run, jitter included.
+            try await privacy.purgeDue(ahead: Double(interval.components.seconds) * 1.1)
             try await privacy.removeSentPurgeMails()
         }
     }

@@ -183,11 +183,13 @@ public struct PrivacyService: Sendable {
     /// Purges every account whose grace period is over (and finishes purges that stopped half
     /// way). Returns how many accounts were purged.
     @discardableResult
-    public func purgeDue(now: Date = Date()) async throws -> Int {
+    /// `ahead`: the time until the job's next run; accounts that fall due before it are purged
+    /// now, so none is purged later than the promised day.
+    public func purgeDue(now: Date = Date(), ahead: TimeInterval = 0) async throws -> Int {
         var purged = 0
         var failure: (any Error)?
         // One account that cannot be purged (a blob that will not delete) must not hold up the rest.
-        for userID in try await self.database.accountsDueForPurge(requestedBefore: now.addingTimeInterval(-self.settings.purgeDelay)) {
+        for userID in try await self.database.accountsDueForPurge(requestedBefore: now.addingTimeInterval(ahead - self.settings.purgeDelay)) {
             do {
                 if try await self.purge(userID: userID, now: now) { purged += 1 }
             } catch {

@@ -86,10 +86,11 @@ struct CookieChoicesController {
             ? "/cookies?notice=saved" : (AccountController.safeNext(form.back) ?? self.sameSitePath(request.headers[.referer]) ?? "/")
         var response = Response(status: .seeOther, headers: [.location: back])
         response.setCookie(self.cookies.cookie(ConsentChoice.cookieName, value: choice.cookieValue, maxAge: ConsentChoice.cookieLifetime))
-        // Without consent to preference cookies, a language already chosen is kept only until
-        // the browser closes.
-        if !choice.preferences, let existing = request.cookies[VisitorPreferences.cookieName]?.value, !existing.isEmpty {
-            response.setCookie(self.cookies.cookie(VisitorPreferences.cookieName, value: existing, maxAge: nil))
+        // A language already chosen is kept for a year with consent to preference cookies,
+        // and only until the browser closes without it.
+        if let existing = request.cookies[VisitorPreferences.cookieName]?.value, !existing.isEmpty {
+            response.setCookie(
+                self.cookies.cookie(VisitorPreferences.cookieName, value: existing, maxAge: choice.preferences ? VisitorPreferences.cookieLifetime : nil))
         }
         return response
     }

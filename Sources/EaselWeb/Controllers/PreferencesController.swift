@@ -30,9 +30,9 @@ struct PreferencesController {
         let back = AccountController.safeNext(form.back) ?? self.sameSitePath(request.headers[.referer]) ?? "/"
         var response = Response(status: .seeOther, headers: [.location: back])
         let preferences = VisitorPreferences(language: language, theme: theme, chosen: true)
-        // Kept for a year unless the visitor declined preference cookies (/cookies): then only
-        // until the browser closes, which the choice they just made still needs.
-        let lifetime = context.preferences.consent?.preferences == false ? nil : VisitorPreferences.cookieLifetime
+        // Kept for a year only with consent to preference cookies (/cookies); otherwise until
+        // the browser closes, which the choice they just made still needs.
+        let lifetime = context.preferences.consent?.preferences == true ? VisitorPreferences.cookieLifetime : nil
         response.setCookie(self.cookies.cookie(VisitorPreferences.cookieName, value: preferences.cookieValue, maxAge: lifetime))
         return response
     }
