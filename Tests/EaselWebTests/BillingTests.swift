@@ -175,6 +175,18 @@ struct BillingTests {
         }
     }
 
+    @Test("No table has room for more of a card than its last four digits")
+    func noCardNumbers() async throws {
+        let database = try AppDatabase.inMemory()
+        let cardColumns = try await database.writer.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").flatMap { table in
+                try db.columns(in: table).map(\.name).filter { name in ["card", "pan", "cvc", "cvv", "expiry", "exp_"].contains { name.contains($0) } }
+                    .map { "\(table).\($0)" }
+            }
+        }
+        #expect(Set(cardColumns) == ["payment.card_last4", "stripe_charge.card_last4"], "\(cardColumns)")
+    }
+
     @Test("A refund after the credits were spent takes back what is left and records the rest as owed; never below zero")
     func refundAfterSpending() async throws {
         try await self.withBilling { services, client in

@@ -33,6 +33,9 @@ struct PagesTests {
                 for directive in ["default-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "object-src 'none'", "base-uri 'none'", "'nonce-"] {
                     #expect(csp.contains(directive), "\(path): CSP lacks \(directive)")
                 }
+                // No third party anywhere: every source is this site, none, a nonce, or inline data.
+                let sources = csp.split(separator: ";").flatMap { $0.split(separator: " ").dropFirst() }
+                #expect(sources.allSatisfy { ["'self'", "'none'", "data:", "blob:"].contains($0) || $0.hasPrefix("'nonce-") }, "\(path): \(csp)")
                 #expect(response.headers[HTTPField.Name("X-Content-Type-Options")!] == "nosniff")
                 #expect(response.headers[HTTPField.Name("Referrer-Policy")!] == "strict-origin-when-cross-origin")
                 #expect(response.headers[HTTPField.Name("X-Request-Id")!]?.isEmpty == false)
