@@ -64,8 +64,7 @@ public struct EncryptedBlobStore: BlobStore {
         var sealed = 0
         for folder in self.personalFolders.sorted() {
             for info in try await self.inner.list(prefix: folder + "/") where self.owner(of: info.key) != nil {
-                let first = info.size == 0 ? Data() : try await self.inner.getData(info.key, range: 0...(min(info.size, SealedObjectFormat.headerSize) - 1))
-                guard try SealedObjectFormat.Header(first) == nil else { continue }
+                guard let (_, first) = try await self.peek(info.key), try SealedObjectFormat.Header(first) == nil else { continue }
                 let object = try await self.inner.get(info.key, range: nil)
                 try await self.put(info.key, body: object.body, contentType: object.info.contentType ?? info.contentType)
                 sealed += 1
@@ -118,8 +117,8 @@ public struct EncryptedBlobStore: BlobStore {
     public func get(_ key: BlobKey, range: ClosedRange<Int>?) async throws -> BlobObject {
         guard self.owner(of: key) != nil else { return try await self.inner.get(key, range: range) }
         guard let range else { return try await self.getWhole(key) }
-        guard let sealedInfo = try await self.inner.head(key) else { throw BlobError.notFound(key) }
-        guard let header = try await self.header(of: key, size: sealedInfo.size) else {
+        guard let (sealedInfo, first) = try await self.peek(key) else { throw BlobError.notFound(key) }
+        guard let header = try self.classify(key, firstBytes: first) else {
             return try await self.inner.get(key, range: range)  // stored before encryption
         }
         let dataKey = try await self.dataKey(for: header, key: key)
@@ -170,10 +169,21 @@ public struct EncryptedBlobStore: BlobStore {
         return BlobObject(info: info, range: nil, body: AsyncThrowingStream(unfolding: { try await reader.next() }))
     }
 
-    /// The header of a stored object of `size` bytes, or nil for one stored before encryption.
-    private func header(of key: BlobKey, size: Int) async throws -> SealedObjectFormat.Header? {
-        let first = size == 0 ? Data() : try await self.inner.getData(key, range: 0...(min(size, SealedObjectFormat.headerSize) - 1))
-        return try self.classify(key, firstBytes: first)
+    /// The stored object's metadata (its whole size) and first bytes, in one ranged read; nil
+    /// when there is no such object.
+    private func peek(_ key: BlobKey) async throws -> (info: BlobInfo, first: Data)? {
+        do {
+            let object = try await self.inner.get(key, range: 0...(SealedObjectFormat.headerSize - 1))
+            return (object.info, try await object.collect())
+        } catch let error as BlobError {
+            switch error {
+            case .notFound: return nil
+            case .invalidRange:
+                // An empty object has no first byte to ask for.
+                return try await self.inner.head(key).map { ($0, Data()) }
+            default: throw error
+            }
+        }
     }
 
     /// The header, or nil for an object stored before encryption, which is only accepted until
@@ -198,15 +208,9 @@ public struct EncryptedBlobStore: BlobStore {
     }
 
     public func head(_ key: BlobKey) async throws -> BlobInfo? {
-        guard var info = try await self.inner.head(key) else { return nil }
-        guard self.owner(of: key) != nil else { return info }
-        let header: SealedObjectFormat.Header?
-        do {
-            header = try await self.header(of: key, size: info.size)
-        } catch BlobError.notFound {
-            return nil  // deleted in between
-        }
-        guard header != nil else { return info }
+        guard self.owner(of: key) != nil else { return try await self.inner.head(key) }
+        guard case (var info, let first)? = try await self.peek(key) else { return nil }
+        guard try self.classify(key, firstBytes: first) != nil else { return info }
         guard let size = SealedObjectFormat.plaintextSize(sealed: info.size) else {
             throw BlobError.undecryptable("\(key) is cut short: its size does not match the encrypted format")
         }

@@ -37,6 +37,21 @@ struct S3BlobStoreTests {
         }
     }
 
+    @Test("keeps the BlobStore contract through the encrypting store (ranges over parts, sizes, streaming)", arguments: BlobStoreContract.Behaviour.allCases)
+    func encryptedContract(_ behaviour: BlobStoreContract.Behaviour) async throws {
+        try await self.withFreshBucket { store, _ in
+            let signer = BlobURLSigner(baseURL: URL(string: "https://img.example.org")!, secret: Data(repeating: 5, count: 32))
+            let sealed = EncryptedBlobStore(inner: store, keyring: MemoryKeyring(), urlSigner: signer, personalFolders: ["images"])
+            let options = BlobStoreContract.Options(largeObjectSize: 11 * 1024 * 1024 + 3, failingStreamBytes: 6 * 1024 * 1024, keyPrefix: "images/u7") { url, key, _ in
+                // Encrypted objects are served by Easel's own signed route, never by the bucket.
+                #expect(url.host == "img.example.org")
+                #expect(url.path == "/blobs/" + key.rawValue)
+            }
+            try await BlobStoreContract.check(behaviour, on: sealed, options: options)
+            #expect(sealed.redirectsDownloads(of: try BlobKey("images/u7/a.png")) == false)
+        }
+    }
+
     @Test("a large upload goes up in parts and leaves no unfinished upload behind")
     func largeUploadUsesMultipart() async throws {
         try await self.withFreshBucket { store, _ in
