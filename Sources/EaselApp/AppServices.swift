@@ -69,7 +69,7 @@ public struct AppServices: Sendable {
             dataKeys = DataKeys(database: database, masterKeys: masterKeys)
             blobs = EncryptedBlobStore(
                 inner: try Self.makeBlobStore(config: config, signer: signer, httpClient: httpClient, logger: logger), keyring: dataKeys,
-                urlSigner: signer, personalFolders: Self.personalFolders
+                urlSigner: signer, personalFolders: Set(PrivacyService.personalFolders)
             )
         } catch {
             try? await httpClient.shutdown()
@@ -236,10 +236,6 @@ public struct AppServices: Sendable {
             )
         }
     }
-
-    /// The first key components of objects that belong to one person (`images/u42/…`): sealed
-    /// under that person's data key.
-    public static let personalFolders: Set<String> = ["images", "uploads", "avatars", "exports"]
 
     static func makeBlobStore(config: EaselConfig, signer: BlobURLSigner, httpClient: HTTPClient, logger: Logger) throws -> any BlobStore {
         switch config.storage {

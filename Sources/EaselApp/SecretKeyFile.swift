@@ -1,4 +1,5 @@
 import Crypto
+import EaselCore
 import Foundation
 
 /// EASEL_SECRET_KEY when set; otherwise a key generated once into the data folder with mode
@@ -17,18 +18,8 @@ enum SecretKeyFile {
             return key
         }
         let key = SymmetricKey(size: .bits256).withUnsafeBytes { bytes in bytes.map { String(format: "%02x", $0) }.joined() }
-        // O_EXCL: if two processes race, one creates the file and the other reads it.
-        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else {
-            if errno == EEXIST { return try self.loadOrCreate(at: url) }
-            throw Failure(description: "cannot create \(url.path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        let bytes = Array((key + "\n").utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
-            throw Failure(description: "cannot write \(url.path): \(String(cString: strerror(errno)))")
-        }
-        return key
+        // If two processes race, one creates the file and the other reads it.
+        return try PrivateFile.create(at: url, contents: key + "\n") ? key : self.loadOrCreate(at: url)
     }
 }
 

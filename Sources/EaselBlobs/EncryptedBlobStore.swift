@@ -122,9 +122,7 @@ public struct EncryptedBlobStore: BlobStore {
             return try await self.inner.get(key, range: range)  // stored before encryption
         }
         let dataKey = try await self.dataKey(for: header, key: key)
-        guard let size = SealedObjectFormat.plaintextSize(sealed: sealedInfo.size) else {
-            throw BlobError.undecryptable("\(key) is cut short: its size does not match the encrypted format")
-        }
+        let size = try self.plaintextSize(of: key, sealed: sealedInfo.size)
         guard range.lowerBound >= 0, range.lowerBound < size else { throw BlobError.invalidRange(range, size: size) }
         let clipped = range.lowerBound...min(range.upperBound, size - 1)
         let layout = SealedObjectFormat.Layout(plaintextSize: size)
@@ -156,9 +154,7 @@ public struct EncryptedBlobStore: BlobStore {
             return BlobObject(info: object.info, range: nil, body: AsyncThrowingStream(unfolding: { try await passthrough.next() }))
         }
         let dataKey = try await self.dataKey(for: header, key: key)
-        guard let size = SealedObjectFormat.plaintextSize(sealed: object.info.size) else {
-            throw BlobError.undecryptable("\(key) is cut short: its size does not match the encrypted format")
-        }
+        let size = try self.plaintextSize(of: key, sealed: object.info.size)
         buffered.moveReaderIndex(forwardBy: SealedObjectFormat.headerSize)
         let reader = OpeningReader(
             source: source, buffered: buffered, opener: .init(header: header, key: dataKey.key, blobKey: key),
@@ -197,6 +193,13 @@ public struct EncryptedBlobStore: BlobStore {
         return nil
     }
 
+    private func plaintextSize(of key: BlobKey, sealed: Int) throws -> Int {
+        guard let size = SealedObjectFormat.plaintextSize(sealed: sealed) else {
+            throw BlobError.undecryptable("\(key) is cut short: its size does not match the encrypted format")
+        }
+        return size
+    }
+
     private func dataKey(for header: SealedObjectFormat.Header, key: BlobKey) async throws -> BlobDataKey {
         guard let dataKey = try await self.keyring.dataKey(id: header.dataKeyID) else {
             throw BlobError.undecryptable("\(key) cannot be read: its data key was destroyed when its owner's account was purged")
@@ -211,10 +214,7 @@ public struct EncryptedBlobStore: BlobStore {
         guard self.owner(of: key) != nil else { return try await self.inner.head(key) }
         guard case (var info, let first)? = try await self.peek(key) else { return nil }
         guard try self.classify(key, firstBytes: first) != nil else { return info }
-        guard let size = SealedObjectFormat.plaintextSize(sealed: info.size) else {
-            throw BlobError.undecryptable("\(key) is cut short: its size does not match the encrypted format")
-        }
-        info.size = size
+        info.size = try self.plaintextSize(of: key, sealed: info.size)
         return info
     }
 

@@ -181,7 +181,7 @@ struct PrivacyRightsTests {
         // Crypto-shredding: the copies, put back into storage, no longer open, even after a restart.
         let restarted = EncryptedBlobStore(
             inner: sealedStore.inner, keyring: DataKeys(database: services.database, masterKeys: try MasterKeyFile.load(at: services.config.masterKeyPath)),
-            urlSigner: services.blobURLSigner, personalFolders: AppServices.personalFolders
+            urlSigner: services.blobURLSigner, personalFolders: Set(PrivacyService.personalFolders)
         )
         for (key, raw, _) in copies {
             try await sealedStore.inner.put(key, data: raw)

@@ -76,7 +76,7 @@ public final class DataKeys: BlobKeyring {
     /// The secret sealed by `seal`; a value stored before encryption comes back as it is. Nil
     /// when the key was destroyed or the value does not open (altered, or another person's).
     public func open(secret stored: String, owner: Int64) async throws -> String? {
-        guard stored.hasPrefix(Self.secretPrefix) else { return stored }
+        guard Self.isSealed(stored) else { return stored }
         let fields = stored.dropFirst(Self.secretPrefix.count).split(separator: ":", maxSplits: 1)
         guard fields.count == 2, let id = Int64(fields[0]), let combined = Data(base64Encoded: String(fields[1])),
             let dataKey = try await self.dataKey(id: id), dataKey.owner == owner,

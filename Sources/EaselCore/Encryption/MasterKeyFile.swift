@@ -58,18 +58,8 @@ public enum MasterKeyFile {
             )
         }
         let ring = MasterKeyring(keys: [MasterKeyring.newKey()])
-        // O_EXCL: if two processes race, one creates the file and the other reads it.
-        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else {
-            if errno == EEXIST { return try self.load(at: url) }
-            throw Failure(description: "cannot create the master key file \(url.path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        let bytes = Array(self.render(ring).utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
-            throw Failure(description: "cannot write the master key file \(url.path): \(String(cString: strerror(errno)))")
-        }
-        return ring
+        // If two processes race, one creates the file and the other reads it.
+        return try PrivateFile.create(at: url, contents: self.render(ring)) ? ring : self.load(at: url)
     }
 
     public static func load(at url: URL) throws -> MasterKeyring {
@@ -108,26 +98,10 @@ public enum MasterKeyFile {
         return text
     }
 
-    /// Replaces the file atomically (a new file, fsynced, renamed over the old one), so a crash
-    /// leaves either the old keyring or the new one, never half of either.
+    /// Replaces the file atomically, so a crash leaves either the old keyring or the new one,
+    /// never half of either.
     public static func replace(at url: URL, with ring: MasterKeyring) throws {
-        let temporary = url.deletingLastPathComponent().appending(path: ".\(url.lastPathComponent).\(randomHex(bytes: 4))")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else {
-            throw Failure(description: "cannot write next to the master key file (\(temporary.path)): \(String(cString: strerror(errno)))")
-        }
-        let bytes = Array(self.render(ring).utf8)
-        let written = write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard written, rename(temporary.path, url.path) == 0 else {
-            unlink(temporary.path)
-            throw Failure(description: "cannot replace the master key file \(url.path): \(String(cString: strerror(errno)))")
-        }
-        let folder = open(url.deletingLastPathComponent().path, O_RDONLY)
-        if folder >= 0 {
-            fsync(folder)
-            close(folder)
-        }
+        try PrivateFile.replace(at: url, contents: self.render(ring))
     }
 }
 

@@ -4,10 +4,13 @@ import Foundation
 public enum PrivacyJobs {
     /// Hourly: purges accounts whose deletion grace period is over (and finishes any purge that
     /// stopped half way), then drops goodbye mails already sent.
-    public static func accountPurge(privacy: PrivacyService, interval: Duration = .seconds(3600)) -> Job {
-        Job(name: "account-purge", summary: "Purge accounts \(privacy.settings.purgeDays) days after their deletion was requested", interval: interval) {
+    public static func accountPurge(privacy: PrivacyService, interval: Duration = .seconds(3600), jitter: Double = 0.1) -> Job {
+        Job(
+            name: "account-purge", summary: "Purge accounts \(privacy.settings.purgeDays) days after their deletion was requested", interval: interval,
+            jitter: jitter
+        ) {
             // The longest wait until the next run, jitter included.
-            try await privacy.purgeDue(ahead: Double(interval.components.seconds) * 1.1)
+            try await privacy.purgeDue(ahead: Double(interval.components.seconds) * (1 + jitter))
             try await privacy.removeSentPurgeMails()
         }
     }

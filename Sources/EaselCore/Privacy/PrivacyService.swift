@@ -32,10 +32,13 @@ public struct PrivacyService: Sendable {
     /// retention and is never touched by it.
     public static let sweptPrefixes = ["images/", "uploads/", "avatars/"]
 
-    /// Every blob of a person lives under one of these (images/u<id>/t<task>/…, uploads/u<id>/…,
-    /// avatars/u<id>/…, exports/u<id>/…): the purge lists and deletes them all.
+    /// The folders whose objects belong to one person, named in the key's second part
+    /// (images/u<id>/t<task>/…, uploads/u<id>/…, avatars/u<id>/…, exports/u<id>/…): the purge
+    /// deletes them all, and they are encrypted under the person's data key.
+    public static let personalFolders = ["images", "uploads", "avatars", "exports"]
+
     public static func personalBlobPrefixes(userID: Int64) -> [String] {
-        ["images/u\(userID)/", "uploads/u\(userID)/", "avatars/u\(userID)/", "exports/u\(userID)/"]
+        Self.personalFolders.map { "\($0)/u\(userID)/" }
     }
 
     public let settings: Settings
